@@ -1,0 +1,57 @@
+# The course's entry points. `make course` runs everything; `make test` checks everything.
+# Both create the virtual environment first (in .venv/, from constraints.txt) if needed.
+
+PYTHON  ?= python3
+VENV    ?= .venv
+PROFILE ?= fast
+SEED    ?= 0
+PIP_ARGS ?=
+BIN     := $(VENV)/bin
+OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
+
+.PHONY: setup course notebooks test unit nbval lint format strip lab clean clean-cache
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(PIP_ARGS) -c constraints.txt -e ".[dev]"
+	touch $@
+
+## The main job: execute every notebook (fast profile by default) and write the report.
+course: notebooks
+	@echo "Executed notebooks and the report (build/report.md) are in build/."
+	@echo "To work through the course interactively: make lab"
+
+notebooks: setup
+	$(OFFLINE) $(BIN)/python -m course_utils.runner --profile $(PROFILE) --seed $(SEED)
+
+## Everything CI checks: lint, unit tests, and every notebook executed under nbval.
+test: setup lint unit nbval
+
+unit: setup
+	$(OFFLINE) $(BIN)/python -m pytest tests
+
+nbval: setup
+	$(OFFLINE) $(BIN)/python -m pytest --nbval-lax --nbval-cell-timeout=600 -p no:cacheprovider notebooks
+
+lint: setup
+	$(BIN)/ruff check .
+
+format: setup
+	$(BIN)/ruff format course_utils tests
+	$(BIN)/ruff check --fix .
+
+## Remove outputs from notebooks before committing them.
+strip: setup
+	$(BIN)/jupyter nbconvert --clear-output --inplace --log-level=WARN notebooks/*.ipynb
+
+lab: setup
+	$(BIN)/jupyter lab notebooks
+
+clean:
+	rm -rf build book/_build
+
+clean-cache: setup
+	$(BIN)/python -m course_utils.cache --clear

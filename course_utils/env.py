@@ -1,0 +1,132 @@
+"""One setup call per notebook: seeds, device, threads, quiet logs, plot style, a versions line."""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import random
+import sys
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from course_utils import __version__
+from course_utils.profiles import Profile, get_profile
+
+
+@dataclass(frozen=True)
+class CourseEnv:
+    """What ``setup`` decided, for the rest of the notebook to read."""
+
+    profile: Profile
+    seed: int
+    device: torch.device
+    threads: int
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.device.type in ("cuda", "mps")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and PyTorch (CPU and all GPUs) so a run can be repeated exactly."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"SEED must be a non-negative integer, got {seed!r}.")
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    os.environ["PYTHONHASHSEED"] = str(seed)  # for subprocesses (data loaders, tokenizers)
+
+
+def pick_device(prefer: str | None = None) -> torch.device:
+    """The best device present: CUDA, then Apple's MPS, then the CPU (or ``prefer`` if given)."""
+    if prefer is not None:
+        return torch.device(prefer)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def quiet_libraries() -> None:
+    """Silence the warnings and progress bars that libraries print by default.
+
+    The course shows its own progress bars for long loops; the libraries' own ones
+    (dataset ``map``, model loading) only add noise to a notebook's output.
+    """
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"(torch|transformers|peft|datasets)\b")
+    for name in ("transformers", "datasets", "peft", "accelerate", "huggingface_hub", "filelock"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+        datasets.logging.set_verbosity_error()
+    except ImportError:  # pragma: no cover - datasets is a dependency, but setup must not need it
+        pass
+    try:
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def set_plot_style() -> None:
+    """One look for every figure in the course: readable sizes, light grid, no top/right spines."""
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update(
+        {
+            "figure.figsize": (6.4, 4.0),
+            "figure.dpi": 100,
+            "savefig.dpi": 120,
+            "axes.grid": True,
+            "grid.alpha": 0.3,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "axes.titleweight": "bold",
+            "font.size": 10,
+            "legend.frameon": False,
+        }
+    )
+
+
+def versions_line(device: torch.device, threads: int) -> str:
+    """One line with the versions that matter for reproducing a run."""
+    import transformers
+
+    return (
+        f"course_utils {__version__} | python {platform.python_version()} | torch {torch.__version__} | "
+        f"transformers {transformers.__version__} | device {device.type} | {threads} CPU threads"
+    )
+
+
+def setup(
+    profile: str | Profile = "auto", seed: int = 0, *, device: str | None = None, verbose: bool = True
+) -> CourseEnv:
+    """Prepare a notebook: call it once, in the first cell after the parameters.
+
+    >>> course = setup(PROFILE, SEED)      # doctest: +SKIP
+    >>> course.profile.hidden_size, course.device
+    """
+    chosen = get_profile(profile)
+    seed_everything(seed)
+    dev = pick_device(device)
+    threads = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+    torch.set_num_threads(threads)
+    quiet_libraries()
+    set_plot_style()
+    env = CourseEnv(profile=chosen, seed=seed, device=dev, threads=threads)
+    if verbose:
+        print(f"{versions_line(dev, threads)} | profile {chosen.name} | seed {seed}", file=sys.stdout)
+    return env

@@ -1,0 +1,164 @@
+"""Execute the course's notebooks with papermill and write a report of what they did.
+
+``python -m course_utils.runner --profile fast`` runs every notebook in ``notebooks/`` (or the
+ones named) with the given ``PROFILE`` and ``SEED`` injected, writes the executed copies to
+``build/notebooks/`` (the book is built from them), and writes ``build/report.json`` and
+``build/report.md``: each notebook's status, wall time, peak memory and the headline numbers
+it recorded with ``course_utils.records.record``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from course_utils.measure import PeakMemorySampler
+from course_utils.paths import REPO_ROOT, build_dir
+from course_utils.profiles import resolve_profile_name
+from course_utils.records import RECORDS_ENV
+
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+
+
+@dataclass
+class NotebookRun:
+    """The outcome of executing one notebook."""
+
+    notebook: str
+    status: str  # "ok" or "failed"
+    seconds: float
+    peak_rss_mb: float  # highest resident memory of the notebook's kernel
+    records: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+def find_notebooks(selection: list[str] | None = None) -> list[Path]:
+    """The notebooks to run: all ``NN_*.ipynb`` in order, or those whose name starts with a selection item."""
+    everything = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+    if not selection:
+        return everything
+    chosen = [nb for nb in everything if any(nb.name.startswith(item.removesuffix(".ipynb")) for item in selection)]
+    missing = [
+        item for item in selection if not any(nb.name.startswith(item.removesuffix(".ipynb")) for nb in everything)
+    ]
+    if missing:
+        raise ValueError(f"No notebook matches {missing}; the notebooks are: {[nb.name for nb in everything]}.")
+    return chosen
+
+
+def run_notebook(notebook: Path, out_dir: Path, profile: str, seed: int, timeout: int = 900) -> NotebookRun:
+    """Execute one notebook in a fresh kernel with ``PROFILE``/``SEED`` injected; never raises on its failure."""
+    import papermill
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records_path = out_dir / f"{notebook.stem}.records.json"
+    records_path.unlink(missing_ok=True)
+    os.environ[RECORDS_ENV] = str(records_path)  # the kernel inherits it; record() writes there
+    sampler = PeakMemorySampler(0.1, children=True)
+    sampler.start()
+    start = time.perf_counter()
+    error = None
+    try:
+        papermill.execute_notebook(
+            str(notebook),
+            str(out_dir / notebook.name),
+            parameters={"PROFILE": profile, "SEED": seed},
+            kernel_name="python3",
+            cwd=str(notebook.parent),
+            progress_bar=False,
+            execution_timeout=timeout,
+        )
+    except Exception as err:  # papermill raises PapermillExecutionError with the failing cell
+        error = f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else err!r}"
+    finally:
+        seconds = time.perf_counter() - start
+        peak = sampler.stop() / 2**20
+        os.environ.pop(RECORDS_ENV, None)
+    records = json.loads(records_path.read_text()) if records_path.exists() else {}
+    return NotebookRun(notebook.name, "failed" if error else "ok", round(seconds, 1), round(peak, 1), records, error)
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, dict)):
+        text = json.dumps(value)
+        return text if len(text) <= 60 else text[:57] + "..."
+    return str(value)
+
+
+def write_report(runs: list[NotebookRun], out_dir: Path, profile: str, seed: int) -> tuple[Path, Path]:
+    """``report.json`` (everything) and ``report.md`` (a table a person reads) in ``out_dir``."""
+    import platform
+
+    import torch
+
+    meta = {
+        "profile": profile,
+        "seed": seed,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "cpu_count": os.cpu_count(),
+        "total_seconds": round(sum(r.seconds for r in runs), 1),
+    }
+    json_path = out_dir / "report.json"
+    json_path.write_text(json.dumps({"meta": meta, "notebooks": [asdict(r) for r in runs]}, indent=2))
+    lines = [
+        f"# Course report ({profile} profile, seed {seed})",
+        "",
+        f"Python {meta['python']}, torch {meta['torch']}, device {meta['device']}, {meta['cpu_count']} CPU cores; "
+        f"all notebooks together: {meta['total_seconds']:.0f} s.",
+        "",
+        "| notebook | status | wall time (s) | peak memory (MB) | headline numbers |",
+        "|---|---|---:|---:|---|",
+    ]
+    for run in runs:
+        numbers = "<br>".join(f"{k}: {_format_value(v)}" for k, v in run.records.items()) or "—"
+        status = run.status if not run.error else f"failed: {run.error}".replace("|", "\\|")
+        lines.append(f"| {run.notebook} | {status} | {run.seconds:.1f} | {run.peak_rss_mb:.0f} | {numbers} |")
+    md_path = out_dir / "report.md"
+    md_path.write_text("\n".join(lines) + "\n")
+    return json_path, md_path
+
+
+def run_course(
+    selection: list[str] | None = None, profile: str = "fast", seed: int = 0, out_dir: Path | None = None
+) -> list[NotebookRun]:
+    """Execute notebooks in order, print one line each, write the report; returns every run."""
+    profile = resolve_profile_name(profile)
+    out_dir = out_dir or build_dir()
+    runs = []
+    for notebook in find_notebooks(selection):
+        print(f"▶ {notebook.name} ({profile}, seed {seed}) …", flush=True)
+        run = run_notebook(notebook, out_dir / "notebooks", profile, seed)
+        mark = "✓" if run.status == "ok" else "✗"
+        print(
+            f"  {mark} {run.seconds:.1f} s, peak {run.peak_rss_mb:.0f} MB{'  ' + run.error if run.error else ''}",
+            flush=True,
+        )
+        runs.append(run)
+    json_path, md_path = write_report(runs, out_dir, profile, seed)
+    print(f"Report: {md_path.relative_to(REPO_ROOT) if md_path.is_relative_to(REPO_ROOT) else md_path}")
+    return runs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Execute the course notebooks and write the report.")
+    parser.add_argument("notebooks", nargs="*", help="notebook names or prefixes such as 01 (default: all)")
+    parser.add_argument("--profile", default="fast", help="fast, full or auto (default: fast)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: build/)")
+    args = parser.parse_args(argv)
+    runs = run_course(args.notebooks or None, args.profile, args.seed, args.out)
+    return 0 if all(run.status == "ok" for run in runs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

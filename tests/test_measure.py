@@ -1,0 +1,42 @@
+import time
+
+import torch
+
+from course_utils.measure import count_parameters, measure, model_size_mb, time_per_call
+
+
+def test_measure_sees_time_and_a_large_allocation():
+    with measure("alloc") as m:
+        block = torch.ones(40_000_000)  # 160 MB of float32
+        block += 1
+        time.sleep(0.05)
+    del block
+    assert m.seconds >= 0.05
+    assert m.added_rss_mb >= 100, m
+    assert m.peak_rss_mb >= m.added_rss_mb
+    assert "alloc" in str(m)
+
+
+def test_count_parameters_counts_frozen_and_tied_weights_correctly():
+    embedding = torch.nn.Embedding(10, 4)
+    head = torch.nn.Linear(4, 10, bias=False)
+    head.weight = embedding.weight  # tied, as a language-model head often is
+    model = torch.nn.ModuleDict({"embedding": embedding, "head": head, "extra": torch.nn.Linear(4, 2)})
+    model["extra"].requires_grad_(False)
+    counts = count_parameters(model)
+    assert counts.total == 40 + 4 * 2 + 2
+    assert counts.trainable == 40
+    assert abs(counts.trainable_fraction - 40 / 50) < 1e-12
+
+
+def test_model_size_counts_bytes_of_parameters_and_buffers():
+    model = torch.nn.BatchNorm1d(100)  # 200 parameters, 201 buffer numbers (incl. an int64 counter)
+    expected = (200 * 4 + 200 * 4 + 8) / 2**20
+    assert abs(model_size_mb(model) - expected) < 1e-9
+
+
+def test_time_per_call_is_the_median_of_real_calls():
+    calls = []
+    seconds = time_per_call(lambda: (calls.append(1), time.sleep(0.01)), repeats=5, warmup=2)
+    assert len(calls) == 7
+    assert 0.009 <= seconds < 0.5
