@@ -9,7 +9,7 @@ PIP_ARGS ?=
 BIN     := $(VENV)/bin
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 
-.PHONY: setup course notebooks test unit nbval lint format strip lab clean clean-cache
+.PHONY: setup course notebooks book site-check test unit nbval lint format strip lab clean clean-cache
 
 setup: $(VENV)/.installed
 
@@ -19,13 +19,22 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet $(PIP_ARGS) -c constraints.txt -e ".[dev]"
 	touch $@
 
-## The main job: execute every notebook (fast profile by default) and write the report.
-course: notebooks
-	@echo "Executed notebooks and the report (build/report.md) are in build/."
+## The main job: execute every notebook (fast profile by default), write the report, build the site.
+course: notebooks book
+	@echo "Executed notebooks and the report (build/report.md) are in build/;"
+	@echo "the course site is in book/_build/html/index.html."
 	@echo "To work through the course interactively: make lab"
 
 notebooks: setup
 	$(OFFLINE) $(BIN)/python -m course_utils.runner --profile $(PROFILE) --seed $(SEED)
+
+## The site is built from the notebooks `make notebooks` executed; it never runs them itself.
+book: setup
+	$(BIN)/python -m course_utils.book
+
+## Open every page of the built site in headless Chromium (needs the chromium package).
+site-check: setup
+	$(BIN)/python -m course_utils.site_check
 
 ## Everything CI checks: lint, unit tests, and every notebook executed under nbval.
 test: setup lint unit nbval
