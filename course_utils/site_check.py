@@ -138,6 +138,12 @@ def check_site(html: Path, book: Path, screenshots: Path) -> list[PageCheck]:
                 problems.append(f"shows {sum(image_states)} loaded figures, expected at least {expected}")
             if not all(image_states):
                 problems.append(f"{image_states.count(False)} image(s) failed to load")
+            if page_name.startswith("notebooks/"):
+                colab = page.locator(
+                    f'a[href$="/notebooks/{Path(page_name).stem}.ipynb"][href*="colab.research.google.com"]'
+                )
+                if colab.count() == 0:
+                    problems.append("no 'Open in Colab' link to this notebook")
             if page_name == "intro.html":
                 page.screenshot(path=str(screenshots / "intro.png"))
             elif page_name.startswith("notebooks/") and not (screenshots / "notebook.png").exists() and expected:
