@@ -1,0 +1,89 @@
+"""The phenomena the world exists to show: domain shift, fragmentation, context, knowledge only in raw text.
+
+Each test measures the effect with a simple model on the fast profile for three seeds; the
+thresholds were set after measuring those seeds (the measured values are far from them).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+import numpy as np
+import pytest
+from sklearn.feature_extraction.text import CountVectorizer
+from sklearn.linear_model import LogisticRegression
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+from course_utils import ngram
+from course_utils.data import load_corpus, load_task
+from course_utils.world import held_out_entities, load_domain, task_grammar
+
+SEEDS = (0, 1, 2)
+
+
+def wordpiece(texts: list[str], vocab_size: int = 800) -> Tokenizer:
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.Lowercase()
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=["[UNK]"], show_progress=False)
+    tokenizer.train_from_iterator(texts, trainer)
+    return tokenizer
+
+
+def bag_of_words_accuracies(task: str, seed: int) -> dict[str, float]:
+    splits = load_task(task, "fast", seed)
+    vectorizer = CountVectorizer(token_pattern=r"[a-z0-9]+(?:['-][a-z0-9]+)*")
+    model = LogisticRegression(max_iter=2000).fit(
+        vectorizer.fit_transform(splits["train"]["text"]), splits["train"]["label"]
+    )
+    return {
+        name: float((model.predict(vectorizer.transform(part["text"])) == np.array(part["label"])).mean())
+        for name, part in splits.items()
+        if name != "train"
+    }
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_domain_shift_a_general_trigram_is_lost_on_clinical_text(seed):
+    general = load_corpus("general", "fast", seed, "train")["text"]
+    clinical = load_corpus("clinical", "fast", seed, "train")["text"]
+    test = load_corpus("clinical", "fast", seed, "test")["text"]
+    vocab = ngram.Vocab.build(itertools.chain(general, clinical))  # one vocabulary: perplexities compare
+    outsider = ngram.train("kneser-ney", general, 3, vocab=vocab).perplexity(test)
+    insider = ngram.train("kneser-ney", clinical, 3, vocab=vocab).perplexity(test)
+    assert outsider >= 2 * insider, (outsider, insider)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_fragmentation_a_general_vocabulary_splits_drug_names(seed):
+    general = wordpiece(load_corpus("general", "fast", seed, "train")["text"])
+    clinical = wordpiece(load_corpus("clinical", "fast", seed, "train")["text"])
+    names = [drug.text for drug in load_domain("clinical").entities["drug"]]
+    pieces_general = np.mean([len(general.encode(name).tokens) for name in names])
+    pieces_clinical = np.mean([len(clinical.encode(name).tokens) for name in names])
+    assert pieces_general >= 1.5 * pieces_clinical, (pieces_general, pieces_clinical)
+
+
+@pytest.mark.parametrize("task", ["clinical", "finance", "legal"])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_context_bag_of_words_fails_on_negation_and_on_unseen_entities(task, seed):
+    accuracy = bag_of_words_accuracies(task, seed)
+    unseen = load_task(task, "fast", seed)["unseen_entities"]
+    chance = np.bincount(unseen["label"]).max() / len(unseen)  # always answering the commonest label
+    assert accuracy["negation"] <= accuracy["test"] - 0.20, accuracy
+    assert accuracy["unseen_entities"] <= chance + 0.15, (accuracy, chance)
+
+
+@pytest.mark.parametrize("task", ["clinical", "finance", "legal"])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_every_held_out_entity_is_stated_with_its_relation_in_the_unlabeled_corpus(task, seed):
+    grammar = task_grammar(task)
+    domain = grammar.domain
+    corpus = [" ".join(re.findall(r"[\w'-]+", t.lower())) for t in load_corpus(task, "fast", seed)["text"]]
+    path = grammar.spec.label_paths[grammar.spec.held_out_type]
+    for name in held_out_entities(task, seed):
+        entity = domain.by_text[name]
+        related = {domain.follow(entity, path[:1]).text, grammar.label_of[name]}  # its class/label, say
+        stated = [s for s in corpus if f" {name} " in f" {s} " and any(f" {r} " in f" {s} " for r in related)]
+        assert len(stated) >= 3, (name, related)
