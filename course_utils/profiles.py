@@ -40,6 +40,7 @@ class Profile:
     batch_size: int  # examples per optimisation step
     pretrain_steps: int  # MLM steps for the general BERT
     dapt_steps: int  # continued-pretraining steps (DAPT / TAPT)
+    dapt_eval_texts: int  # held-out texts per domain for pseudo-perplexity during DAPT / TAPT (06)
     finetune_epochs: int  # epochs for each fine-tuning run
     num_seeds: int  # seeds for the experiments that report a spread
 
@@ -65,6 +66,7 @@ PROFILES: dict[str, Profile] = {
         batch_size=32,
         pretrain_steps=600,
         dapt_steps=300,
+        dapt_eval_texts=48,
         finetune_epochs=3,
         num_seeds=3,
     ),
@@ -84,6 +86,7 @@ PROFILES: dict[str, Profile] = {
         batch_size=128,
         pretrain_steps=20_000,
         dapt_steps=5_000,
+        dapt_eval_texts=500,
         finetune_epochs=5,
         num_seeds=5,
     ),

@@ -1,0 +1,235 @@
+"""Masked-language-model pretraining: the 80/10/10 masking rule, a BERT config from a profile, the loop.
+
+Notebook 05 derives each piece step by step and checks it against ``transformers``; notebook 06
+calls ``train_mlm`` again to continue pretraining on domain text, optionally replaying general
+text (``mix_texts``/``mix_ratio``) so that the model forgets less of what it knew.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import BertConfig, PreTrainedTokenizerBase
+
+from course_utils.profiles import Profile
+
+#: Label value that ``nn.CrossEntropyLoss`` (and so every Hugging Face model) ignores.
+IGNORE_INDEX = -100
+
+
+def make_bert_config(profile: Profile, vocab_size: int, *, pad_token_id: int = 0) -> BertConfig:
+    """A ``BertConfig`` whose sizes all come from ``profile`` (so ``PROFILE`` rescales every model).
+
+    ``vocab_size`` is the tokenizer's length, not ``profile.vocab_size``: WordPiece training may stop
+    below the requested size, and the embedding matrix must match the tokenizer exactly.
+    """
+    return BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=profile.hidden_size,
+        num_hidden_layers=profile.num_layers,
+        num_attention_heads=profile.num_heads,
+        intermediate_size=profile.intermediate_size,
+        max_position_embeddings=profile.max_seq_len,
+        type_vocab_size=2,
+        hidden_dropout_prob=0.1,
+        attention_probs_dropout_prob=0.1,
+        pad_token_id=pad_token_id,
+        tie_word_embeddings=True,
+    )
+
+
+def maskable_token_ids(tokenizer: PreTrainedTokenizerBase) -> torch.Tensor:
+    """Ids a random replacement may use: the whole vocabulary except the special tokens."""
+    special = set(tokenizer.all_special_ids)
+    return torch.tensor([i for i in range(len(tokenizer)) if i not in special], dtype=torch.long)
+
+
+def mask_tokens(
+    input_ids: torch.Tensor,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    mlm_probability: float = 0.15,
+    mask_replace_prob: float = 0.8,
+    random_replace_prob: float = 0.1,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT's masking rule: choose ``mlm_probability`` of the ordinary tokens; of those, replace
+    80% with [MASK], 10% with a random ordinary token, and keep 10% unchanged.
+
+    Returns ``(inputs, labels)``: ``labels`` holds the original id at chosen positions and
+    ``IGNORE_INDEX`` elsewhere, so the loss is computed only where the model had to guess. Special
+    tokens ([CLS], [SEP], [PAD], ...) are never chosen. Random and kept tokens stop the model from
+    assuming that only [MASK] positions matter, since [MASK] never appears when it is fine-tuned.
+    """
+    if not 0.0 <= mlm_probability <= 1.0 or mask_replace_prob + random_replace_prob > 1.0:
+        raise ValueError("mlm_probability must be in [0, 1] and mask_replace_prob + random_replace_prob <= 1.")
+    special_ids = torch.tensor(tokenizer.all_special_ids, dtype=input_ids.dtype)
+    special = torch.isin(input_ids, special_ids)  # (batch, seq)
+    probability = torch.full(input_ids.shape, mlm_probability).masked_fill(special, 0.0)  # (batch, seq)
+    chosen = torch.bernoulli(probability, generator=generator).bool()  # (batch, seq)
+    labels = input_ids.masked_fill(~chosen, IGNORE_INDEX)  # (batch, seq)
+
+    action = torch.rand(input_ids.shape, generator=generator)  # one uniform draw decides the fate of each token
+    to_mask = chosen & (action < mask_replace_prob)
+    to_random = chosen & (action >= mask_replace_prob) & (action < mask_replace_prob + random_replace_prob)
+    candidates = maskable_token_ids(tokenizer)
+    random_ids = candidates[torch.randint(len(candidates), input_ids.shape, generator=generator)]  # (batch, seq)
+
+    inputs = input_ids.clone()
+    inputs[to_mask] = tokenizer.mask_token_id
+    inputs[to_random] = random_ids[to_random]
+    return inputs, labels
+
+
+def encode_texts(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int) -> list[list[int]]:
+    """Token ids of each text with [CLS] ... [SEP], cut to ``max_length`` (padding comes per batch)."""
+    return tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+
+
+def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad to the longest sequence: ``(input_ids, attention_mask)``, both (batch, longest)."""
+    longest = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), longest), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(sequences), longest), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        attention[row, : len(seq)] = 1
+    return ids, attention
+
+
+def _shuffled_forever(n: int, generator: torch.Generator) -> Iterator[int]:
+    """Indices 0..n-1 in a fresh random order each epoch, without end."""
+    while True:
+        yield from torch.randperm(n, generator=generator).tolist()
+
+
+def _optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW with no weight decay on biases and LayerNorm weights (shrinking those only hurts)."""
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            (no_decay if parameter.ndim < 2 or "LayerNorm" in name else decay).append(parameter)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr)
+
+
+def linear_warmup_decay(steps: int, warmup_steps: int) -> Callable[[int], float]:
+    """Learning-rate factor: rises linearly to 1 over ``warmup_steps``, then falls linearly to 0 at ``steps``.
+
+    Warm-up keeps the first, large and noisy gradients of a fresh model from wrecking it;
+    the decay lets the last steps settle instead of bouncing around a minimum.
+    """
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        return max(0.0, (steps - step) / max(1, steps - warmup_steps))
+
+    return factor
+
+
+def train_mlm(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float = 1e-3,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    mix_texts: Sequence[str] | None = None,
+    mix_ratio: float = 0.0,
+    eval_every: int | None = None,
+    eval_fn: Callable[[nn.Module], dict[str, float]] | None = None,
+    progress: bool = True,
+    max_length: int | None = None,
+    mlm_probability: float = 0.15,
+    warmup_ratio: float = 0.1,
+    weight_decay: float = 0.01,
+    max_grad_norm: float = 1.0,
+    desc: str = "MLM training",
+) -> list[dict[str, Any]]:
+    """Train ``model`` (a ``BertForMaskedLM``) with masked-token prediction for ``steps`` optimiser steps.
+
+    Each batch holds ``batch_size`` texts; with ``mix_texts`` a fixed share ``round(mix_ratio * batch_size)``
+    of every batch comes from them instead (replay of general text during domain pretraining). Texts
+    are shuffled each epoch and padded per batch, masking uses :func:`mask_tokens`, the optimiser is
+    AdamW with linear warm-up and decay. ``eval_fn(model)`` runs every ``eval_every`` steps and at the end
+    (in eval mode, without gradients); its results join that step's record.
+
+    Returns the history: one dict per step with ``step``, ``loss``, ``lr``, ``tokens`` (non-padding
+    tokens seen so far), ``seconds`` (training time so far, evaluation excluded) and ``tokens_per_s``,
+    plus the evaluation results on the steps where it ran. The model is left in eval mode.
+    """
+    if steps < 1 or batch_size < 1:
+        raise ValueError(f"steps and batch_size must be positive, got {steps} and {batch_size}.")
+    if not 0.0 <= mix_ratio <= 1.0:
+        raise ValueError(f"mix_ratio must be in [0, 1], got {mix_ratio}.")
+    n_mix = round(mix_ratio * batch_size) if mix_texts else 0
+    if n_mix == 0 and not texts:
+        raise ValueError("train_mlm needs at least one text.")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    max_length = max_length or model.config.max_position_embeddings
+    torch.manual_seed(seed)  # dropout draws from the global generator
+    generator = torch.Generator().manual_seed(seed)  # data order and masking draw from this one
+
+    main_ids = encode_texts(tokenizer, texts, max_length) if texts else []
+    mix_ids = encode_texts(tokenizer, mix_texts, max_length) if n_mix else []
+    main_order = _shuffled_forever(len(main_ids), generator) if main_ids else None
+    mix_order = _shuffled_forever(len(mix_ids), generator) if n_mix else None
+
+    model.to(device).train()
+    optimizer = _optimizer(model, lr, weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, linear_warmup_decay(steps, max(1, round(warmup_ratio * steps)))
+    )
+    history: list[dict[str, Any]] = []
+    tokens_seen, train_seconds = 0, 0.0
+    bar = tqdm(total=steps, desc=desc, disable=not progress)
+    for step in range(1, steps + 1):
+        start = time.perf_counter()
+        batch = [main_ids[next(main_order)] for _ in range(batch_size - n_mix)] if main_order else []
+        batch += [mix_ids[next(mix_order)] for _ in range(n_mix)]
+        ids, attention = pad_batch(batch, tokenizer.pad_token_id)
+        inputs, labels = mask_tokens(ids, tokenizer, mlm_probability=mlm_probability, generator=generator)
+        while not (labels != IGNORE_INDEX).any():  # a tiny batch may draw no position at all
+            inputs, labels = mask_tokens(ids, tokenizer, mlm_probability=mlm_probability, generator=generator)
+        loss = model(input_ids=inputs.to(device), attention_mask=attention.to(device), labels=labels.to(device)).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        optimizer.step()
+        schedule.step()
+        loss_value = loss.item()  # also waits for the device, so the timing is honest
+        train_seconds += time.perf_counter() - start
+        tokens_seen += int(attention.sum())
+        entry: dict[str, Any] = {
+            "step": step,
+            "loss": loss_value,
+            "lr": optimizer.param_groups[0]["lr"],
+            "tokens": tokens_seen,
+            "seconds": train_seconds,
+            "tokens_per_s": tokens_seen / train_seconds,
+        }
+        if eval_fn is not None and ((eval_every and step % eval_every == 0) or step == steps):
+            model.eval()
+            with torch.no_grad():
+                entry.update(eval_fn(model))
+            model.train()
+        history.append(entry)
+        bar.update(1)
+        if step % 10 == 0 or step == steps:
+            bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{entry['tokens_per_s']:,.0f}")
+        if not math.isfinite(loss_value):
+            bar.close()
+            raise FloatingPointError(f"The MLM loss became {loss_value} at step {step}; lower the learning rate.")
+    bar.close()
+    model.eval()
+    return history

@@ -1,0 +1,62 @@
+"""The artifact registry: builds the tokenizer and the general BERT once, then loads them (course_utils.artifacts)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from course_utils import artifacts
+from course_utils.cache import ArtifactCache
+from course_utils.profiles import get_profile
+
+TINY = get_profile(
+    "fast",
+    corpus_sentences=200,
+    vocab_size=300,
+    hidden_size=32,
+    num_layers=1,
+    num_heads=2,
+    intermediate_size=64,
+    max_seq_len=32,
+    batch_size=8,
+    pretrain_steps=5,
+)
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_ARTIFACTS", str(tmp_path))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield tmp_path
+    torch.set_num_threads(before)
+
+
+def test_builds_then_loads_from_the_cache(cache_dir, capsys):
+    tokenizer = artifacts.get_tokenizer(TINY, seed=0)
+    model = artifacts.get_general_bert(TINY, seed=0)
+    first = capsys.readouterr().out
+    assert "Building the course tokenizer" in first and "Building the general BERT" in first
+    assert model.config.vocab_size == len(tokenizer) and model.config.hidden_size == 32
+    assert not model.training
+
+    again = artifacts.get_general_bert(TINY, seed=0)
+    second = capsys.readouterr().out
+    assert "Loaded the general BERT (" in second and "Building" not in second
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(tensor, again.state_dict()[name], msg=name)
+
+    history = artifacts.get_general_bert_history(TINY, seed=0)
+    assert [h["step"] for h in history] == [1, 2, 3, 4, 5]
+    entries = {entry.name for entry in ArtifactCache(cache_dir).entries()}
+    assert entries == {"tokenizer", "general_bert"}
+    files = {p.suffix for entry in ArtifactCache(cache_dir).entries() for p in entry.path.iterdir()}
+    assert ".safetensors" in files and files <= {".json", ".safetensors", ".txt"}
+
+
+def test_the_key_follows_what_the_builder_reads():
+    base = artifacts.general_bert_config(TINY, 0)
+    assert base != artifacts.general_bert_config(TINY, 1)
+    assert base != artifacts.general_bert_config(get_profile(TINY, pretrain_steps=6), 0)
+    assert base != artifacts.general_bert_config(get_profile(TINY, vocab_size=400), 0)  # through the tokenizer
+    assert base == artifacts.general_bert_config(get_profile(TINY, finetune_epochs=9), 0)  # a field it does not read

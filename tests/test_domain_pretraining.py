@@ -1,0 +1,157 @@
+"""DAPT / TAPT builders and the probes of notebook 06, on a profile small enough to train in seconds."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from course_utils import artifacts
+from course_utils import domain_pretraining as dp
+from course_utils.cache import ArtifactCache
+from course_utils.profiles import get_profile
+
+TINY = get_profile(
+    "fast",
+    corpus_sentences=300,
+    task_train=40,
+    task_eval=12,
+    hidden_size=16,
+    num_layers=1,
+    num_heads=2,
+    intermediate_size=32,
+    max_seq_len=48,
+    vocab_size=400,
+    batch_size=4,
+    pretrain_steps=5,
+    dapt_steps=5,
+    dapt_eval_texts=4,
+)
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    """One empty artifact cache for this module: the tokenizer and general BERT are built once."""
+    folder = tmp_path_factory.mktemp("domain_pretraining") / "artifacts"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("COURSE_ARTIFACTS", str(folder))
+        yield folder
+
+
+def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_dapt_bert_builds_then_loads_from_the_cache(cache_dir, capsys):
+    built = artifacts.get_dapt_bert(TINY, seed=0)
+    assert "Built the clinical DAPT BERT" in capsys.readouterr().out
+    loaded = artifacts.get_dapt_bert(TINY, seed=0)
+    assert "Loaded the clinical DAPT BERT" in capsys.readouterr().out
+    for name, tensor in _weights(built).items():
+        torch.testing.assert_close(tensor, loaded.state_dict()[name])
+    assert not loaded.training, "a loaded model starts in eval mode"
+
+    entries = {e.name for e in ArtifactCache(cache_dir).entries()}
+    assert {"tokenizer", "general_bert", "dapt_bert"} <= entries
+
+    # continued pretraining changed the general BERT's weights
+    general = artifacts.get_general_bert(TINY, seed=0, verbose=False)
+    moved = [k for k, v in general.state_dict().items() if not torch.equal(v, loaded.state_dict()[k])]
+    assert moved, "DAPT should have changed some weights"
+
+
+def test_dapt_history_has_the_evaluations_the_notebook_plots(cache_dir):
+    history = artifacts.get_dapt_bert_history(TINY, seed=0)
+    assert [r["step"] for r in history] == list(range(1, TINY.dapt_steps + 1))
+    evaluated = [r for r in history if "pppl_general" in r]
+    assert evaluated and evaluated[-1]["step"] == TINY.dapt_steps
+    for row in evaluated:
+        assert set(row) >= {"pppl_general", "pppl_clinical", "pppl_clinical_task"}
+        assert all(math.isfinite(row[k]) and row[k] > 1 for k in row if k.startswith("pppl_"))
+
+
+def test_tapt_bert_builds_then_loads_and_differs_from_dapt(cache_dir, capsys):
+    tapt = artifacts.get_tapt_bert(TINY, seed=0)
+    assert "Built the clinical TAPT BERT" in capsys.readouterr().out
+    again = artifacts.get_tapt_bert(TINY, seed=0)
+    assert "Loaded the clinical TAPT BERT" in capsys.readouterr().out
+    torch.testing.assert_close(
+        tapt.bert.embeddings.word_embeddings.weight, again.bert.embeddings.word_embeddings.weight
+    )
+    dapt = artifacts.get_dapt_bert(TINY, seed=0, verbose=False)
+    assert not torch.equal(tapt.bert.embeddings.word_embeddings.weight, dapt.bert.embeddings.word_embeddings.weight)
+    assert len(artifacts.get_tapt_bert_history(TINY, seed=0)) == TINY.dapt_steps
+
+
+def test_cache_keys_name_what_the_builders_read():
+    base = artifacts.dapt_bert_config(TINY, seed=0)
+    assert base["general_bert"] == artifacts.general_bert_config(TINY, seed=0)
+    assert base != artifacts.dapt_bert_config(TINY, seed=1)
+    assert base != artifacts.dapt_bert_config(get_profile(TINY, dapt_steps=6), seed=0)
+    assert base != artifacts.dapt_bert_config(get_profile(TINY, pretrain_steps=6), seed=0)
+    assert base != artifacts.tapt_bert_config(TINY, seed=0)
+    assert artifacts.tapt_bert_config(TINY, 0, "clinical") != artifacts.tapt_bert_config(TINY, 0, "finance")
+
+
+def test_task_domain_and_texts():
+    assert dp.task_domain("clinical") == dp.task_domain("clinical_specialty") == "clinical"
+    with pytest.raises(ValueError, match="Unknown task"):
+        dp.task_domain("astrology")
+    texts = dp.evaluation_texts(TINY, seed=0)
+    assert set(texts) == {"general", "clinical", "clinical_task"}
+    assert all(len(sample) == TINY.dapt_eval_texts for sample in texts.values())
+    assert set(dp.evaluation_texts(TINY, seed=0, domain="general")) == {"general"}
+    assert len(dp.task_texts("clinical", TINY)) == TINY.task_train
+
+
+def test_unseen_drugs_are_drugs_with_a_class():
+    classes = dp.entity_classes()
+    unseen = dp.unseen_entities("clinical", seed=0)
+    assert unseen and set(unseen) <= set(classes)
+    assert all(
+        name.endswith(
+            (
+                "olol",
+                "pril",
+                "terol",
+                "lukast",
+                "prazole",
+                "tidine",
+                "triptan",
+                "racetam",
+                "gliptin",
+                "glitazone",
+                "mab",
+                "citinib",
+            )
+        )
+        for name in classes
+    )
+
+
+def test_neighbour_rate_is_one_for_clustered_vectors_and_low_for_mixed_ones():
+    names = ["a1", "a2", "a3", "b1", "b2", "b3"]
+    classes = {n: n[0] for n in names}
+    clustered = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.95, 0.05], [0.0, 1.0], [0.1, 0.9], [0.05, 0.95]])
+    assert dp.same_class_neighbour_rate(clustered, names, classes, ["a1", "b1"], k=2) == 1.0
+    mixed = clustered[[0, 3, 1, 4, 2, 5]]  # a-names now carry b-vectors and the other way round, in turn
+    assert dp.same_class_neighbour_rate(mixed, names, classes, ["a1", "b1"], k=2) <= 0.5
+    assert dp.nearest_neighbours(clustered, names, "a1", k=1)[0][0] == "a3"
+
+
+def test_kept_gain():
+    assert dp.kept_gain(100.0, 10.0, 10.0) == pytest.approx(1.0)
+    assert dp.kept_gain(100.0, 10.0, 100.0) == pytest.approx(0.0)
+    assert dp.kept_gain(100.0, 10.0, math.sqrt(1000.0)) == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        dp.kept_gain(10.0, 20.0, 15.0)
+
+
+def test_contextual_vectors_have_one_row_per_word(cache_dir):
+    tokenizer = artifacts.get_tokenizer(TINY, seed=0, verbose=False)
+    model = artifacts.get_general_bert(TINY, seed=0, verbose=False)
+    words = ["bravinolol", "adalizumab", "rimoprazole"]
+    vectors = dp.contextual_vectors(model, tokenizer, words)
+    assert vectors.shape == (len(words), TINY.hidden_size)
+    assert torch.isfinite(vectors).all()

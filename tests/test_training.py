@@ -1,0 +1,145 @@
+"""MLM masking and the training loop (course_utils.training)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import BertForMaskedLM, DataCollatorForLanguageModeling
+
+from course_utils.profiles import get_profile
+from course_utils.tokenization import train_wordpiece
+from course_utils.training import IGNORE_INDEX, linear_warmup_decay, make_bert_config, mask_tokens, pad_batch, train_mlm
+
+TEXTS = [
+    "the patient reports wheezing and chest tightness .",
+    "bravinolol was started at 10 mg once daily .",
+    "asthma is managed by pulmonology .",
+    "the teacher slept this morning in the garden .",
+    "a student sold the kettle at the market .",
+] * 8
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return train_wordpiece(TEXTS, vocab_size=200, model_max_length=32)
+
+
+@pytest.fixture(scope="module")
+def batch(tokenizer):
+    ids, _ = pad_batch(tokenizer(TEXTS)["input_ids"], tokenizer.pad_token_id)
+    return ids
+
+
+def _rates(original: torch.Tensor, inputs: torch.Tensor, labels: torch.Tensor, tokenizer, maskable: torch.Tensor):
+    chosen = labels != IGNORE_INDEX
+    return {
+        "chosen": (chosen.sum() / maskable.sum()).item(),
+        "mask": ((inputs == tokenizer.mask_token_id) & chosen).sum().item() / chosen.sum().item(),
+        "kept": ((inputs == original) & chosen).sum().item() / chosen.sum().item(),
+    }
+
+
+def test_masking_rates_match_the_data_collator(tokenizer, batch):
+    special = torch.isin(batch, torch.tensor(tokenizer.all_special_ids))
+    ours = torch.Generator().manual_seed(0)
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15, seed=0)
+    totals = {"ours": [], "hf": []}
+    for _ in range(200):
+        inputs, labels = mask_tokens(batch, tokenizer, generator=ours)
+        totals["ours"].append(_rates(batch, inputs, labels, tokenizer, ~special))
+        hf_inputs, hf_labels = collator.torch_mask_tokens(batch.clone())
+        totals["hf"].append(_rates(batch, hf_inputs, hf_labels, tokenizer, ~special))
+    mean = {k: {r: sum(d[r] for d in v) / len(v) for r in v[0]} for k, v in totals.items()}
+    for who in ("ours", "hf"):
+        assert mean[who]["chosen"] == pytest.approx(0.15, abs=0.01)
+        assert mean[who]["mask"] == pytest.approx(0.80, abs=0.02)
+        assert mean[who]["kept"] == pytest.approx(0.10, abs=0.02)  # plus the rare random draw of the same id
+    for rate in ("chosen", "mask", "kept"):
+        assert mean["ours"][rate] == pytest.approx(mean["hf"][rate], abs=0.02)
+
+
+def test_special_and_padding_tokens_are_never_masked(tokenizer, batch):
+    special = torch.isin(batch, torch.tensor(tokenizer.all_special_ids))
+    assert (batch == tokenizer.pad_token_id).any()  # the batch does contain padding
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(50):
+        inputs, labels = mask_tokens(batch, tokenizer, mlm_probability=0.9, generator=generator)
+        assert (labels[special] == IGNORE_INDEX).all()
+        assert torch.equal(inputs[special], batch[special])
+        random_ids = inputs[(labels != IGNORE_INDEX) & (inputs != batch) & (inputs != tokenizer.mask_token_id)]
+        assert not torch.isin(random_ids, torch.tensor(tokenizer.all_special_ids)).any()
+
+
+def test_masking_is_deterministic_under_a_seed(tokenizer, batch):
+    first = mask_tokens(batch, tokenizer, generator=torch.Generator().manual_seed(3))
+    second = mask_tokens(batch, tokenizer, generator=torch.Generator().manual_seed(3))
+    assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
+
+
+def test_warmup_and_decay():
+    factor = linear_warmup_decay(steps=10, warmup_steps=2)
+    assert [round(factor(s), 3) for s in range(10)] == [0.5, 1.0, 1.0, 0.875, 0.75, 0.625, 0.5, 0.375, 0.25, 0.125]
+
+
+def _tiny_model(tokenizer, seed=0):
+    profile = get_profile("fast", hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, max_seq_len=32)
+    torch.manual_seed(seed)
+    return BertForMaskedLM(make_bert_config(profile, len(tokenizer)))
+
+
+def test_training_lowers_the_loss_and_is_deterministic(tokenizer):
+    calls = []
+
+    def evaluate(model):
+        calls.append(model.training)
+        return {"probe": 1.0}
+
+    runs = []
+    for _ in range(2):
+        model = _tiny_model(tokenizer)
+        runs.append(
+            train_mlm(
+                model,
+                tokenizer,
+                TEXTS,
+                steps=60,
+                batch_size=8,
+                lr=3e-3,
+                seed=0,
+                progress=False,
+                eval_every=20,
+                eval_fn=evaluate,
+            )
+        )
+    history = runs[0]
+    first, last = sum(h["loss"] for h in history[:10]) / 10, sum(h["loss"] for h in history[-10:]) / 10
+    assert last < 0.8 * first, (first, last)
+    assert [h["loss"] for h in runs[0]] == [h["loss"] for h in runs[1]]
+    assert [h["step"] for h in history if "probe" in h] == [20, 40, 60] and calls == [False] * 6
+    assert history[-1]["tokens"] > 0 and history[-1]["tokens_per_s"] > 0
+    assert not model.training
+
+
+def test_mixing_texts_takes_a_share_of_each_batch(tokenizer):
+    seen = []
+    model = _tiny_model(tokenizer)
+    original = model.forward
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["attention_mask"].shape[0])
+        return original(*args, **kwargs)
+
+    model.forward = spy
+    train_mlm(model, tokenizer, TEXTS[:5], mix_texts=TEXTS[5:10], mix_ratio=0.25, steps=2, batch_size=8, progress=False)
+    assert seen == [8, 8]
+    with pytest.raises(ValueError):
+        train_mlm(model, tokenizer, TEXTS, mix_texts=TEXTS, mix_ratio=1.5, steps=1, batch_size=2, progress=False)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread; several threads only add synchronisation."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
