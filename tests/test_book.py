@@ -61,7 +61,7 @@ def test_the_site_builds_from_executed_notebooks_and_reads_well_in_a_browser(tmp
     from course_utils.runner import run_course
     from course_utils.site_check import check_site, find_chromium
 
-    executed = tmp_path / "executed"
+    executed = build_dir()  # kept after the run: the executed notebooks and report.md are CI's artifacts
     runs = run_course(profile="fast", seed=0, out_dir=executed)
     assert all(run.status == "ok" for run in runs), [(r.notebook, r.error) for r in runs if r.error]
 
