@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -174,15 +175,29 @@ def load_history(folder: Path) -> list[dict[str, Any]]:
     return json.loads((folder / HISTORY_FILE).read_text())
 
 
+def _bert_entry(
+    name: str, build: Callable[[Path], None], config: dict[str, Any], describe: str, *, history: bool, verbose: bool
+) -> Any:
+    """A cached BERT entry: the model itself, or (``history=True``) the training history saved beside it."""
+    return get_or_build(
+        name,
+        build,
+        load_history if history else load_bert,
+        config=config,
+        describe=describe,
+        verbose=verbose and not history,
+    )
+
+
 def get_general_bert(profile: str | Profile, seed: int = 0, *, verbose: bool = True) -> BertForMaskedLM:
     """The general BERT: the course tokenizer plus ``profile.pretrain_steps`` MLM steps on general text (notebook 05)."""
     p = _profile(profile)
-    return get_or_build(
+    return _bert_entry(
         "general_bert",
         lambda folder: build_general_bert(folder, p, seed, progress=verbose),
-        load_bert,
-        config=general_bert_config(p, seed),
-        describe=f"the general BERT ({p.name} profile, seed {seed})",
+        general_bert_config(p, seed),
+        f"the general BERT ({p.name} profile, seed {seed})",
+        history=False,
         verbose=verbose,
     )
 
@@ -190,11 +205,12 @@ def get_general_bert(profile: str | Profile, seed: int = 0, *, verbose: bool = T
 def get_general_bert_history(profile: str | Profile, seed: int = 0) -> list[dict[str, Any]]:
     """The general BERT's training history (one record per step), saved with it when it was built."""
     p = _profile(profile)
-    return get_or_build(
+    return _bert_entry(
         "general_bert",
         lambda folder: build_general_bert(folder, p, seed),
-        load_history,
-        config=general_bert_config(p, seed),
+        general_bert_config(p, seed),
+        "",
+        history=True,
         verbose=False,
     )
 
@@ -202,7 +218,7 @@ def get_general_bert_history(profile: str | Profile, seed: int = 0) -> list[dict
 # ------------------------------------------------------------------------------ further artifacts
 # Later notebooks add their builders below, each on top of the ones above and in the same pattern
 # (a *_config function naming the profile fields, the seed, a recipe version and the config of the
-# artifact it starts from; a build_* function; a get_* function calling get_or_build):
+# artifact it starts from; a build_* function; a get_* function calling _bert_entry):
 #   get_dapt_bert / get_tapt_bert (06): continue get_general_bert's model with train_mlm on domain or task text
 #   get_teacher (07): fine-tune the DAPT BERT on the clinical task
 
@@ -291,12 +307,12 @@ def get_dapt_bert(
 ) -> BertForMaskedLM:
     """The general BERT after ``profile.dapt_steps`` more MLM steps on ``domain``'s corpus (notebook 06)."""
     p = _profile(profile)
-    return get_or_build(
+    return _bert_entry(
         "dapt_bert",
         lambda folder: build_dapt_bert(folder, p, seed, domain, progress=verbose),
-        load_bert,
-        config=dapt_bert_config(p, seed, domain),
-        describe=f"the {domain} DAPT BERT ({p.name} profile, seed {seed})",
+        dapt_bert_config(p, seed, domain),
+        f"the {domain} DAPT BERT ({p.name} profile, seed {seed})",
+        history=False,
         verbose=verbose,
     )
 
@@ -304,11 +320,12 @@ def get_dapt_bert(
 def get_dapt_bert_history(profile: str | Profile, seed: int = 0, domain: str = "clinical") -> list[dict[str, Any]]:
     """The DAPT run's history (one record per step, pseudo-perplexities at the evaluated steps)."""
     p = _profile(profile)
-    return get_or_build(
+    return _bert_entry(
         "dapt_bert",
         lambda folder: build_dapt_bert(folder, p, seed, domain),
-        load_history,
-        config=dapt_bert_config(p, seed, domain),
+        dapt_bert_config(p, seed, domain),
+        "",
+        history=True,
         verbose=False,
     )
 
@@ -318,12 +335,12 @@ def get_tapt_bert(
 ) -> BertForMaskedLM:
     """The general BERT after ``profile.dapt_steps`` more MLM steps on the task's unlabeled training texts (06)."""
     p = _profile(profile)
-    return get_or_build(
+    return _bert_entry(
         "tapt_bert",
         lambda folder: build_tapt_bert(folder, p, seed, task, progress=verbose),
-        load_bert,
-        config=tapt_bert_config(p, seed, task),
-        describe=f"the {task} TAPT BERT ({p.name} profile, seed {seed})",
+        tapt_bert_config(p, seed, task),
+        f"the {task} TAPT BERT ({p.name} profile, seed {seed})",
+        history=False,
         verbose=verbose,
     )
 
@@ -331,10 +348,11 @@ def get_tapt_bert(
 def get_tapt_bert_history(profile: str | Profile, seed: int = 0, task: str = "clinical") -> list[dict[str, Any]]:
     """The TAPT run's history (one record per step, pseudo-perplexities at the evaluated steps)."""
     p = _profile(profile)
-    return get_or_build(
+    return _bert_entry(
         "tapt_bert",
         lambda folder: build_tapt_bert(folder, p, seed, task),
-        load_history,
-        config=tapt_bert_config(p, seed, task),
+        tapt_bert_config(p, seed, task),
+        "",
+        history=True,
         verbose=False,
     )

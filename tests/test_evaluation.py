@@ -21,6 +21,8 @@ from course_utils.profiles import get_profile
 from course_utils.tokenization import train_wordpiece
 from course_utils.training import make_bert_config
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TEXTS = [
     "the patient reports wheezing and chest tightness.",
     "bravinolol was started at 10 mg once daily.",
@@ -28,15 +30,6 @@ TEXTS = [
     "the teacher slept this morning in the garden.",
     "a student sold the kettle at the market.",
 ] * 6
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread; several threads only add synchronisation."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,8 @@ from course_utils.profiles import get_profile
 from course_utils.tokenization import train_wordpiece
 from course_utils.training import IGNORE_INDEX, linear_warmup_decay, make_bert_config, mask_tokens, pad_batch, train_mlm
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TEXTS = [
     "the patient reports wheezing and chest tightness .",
     "bravinolol was started at 10 mg once daily .",
@@ -134,12 +136,3 @@ def test_mixing_texts_takes_a_share_of_each_batch(tokenizer):
     assert seen == [8, 8]
     with pytest.raises(ValueError):
         train_mlm(model, tokenizer, TEXTS, mix_texts=TEXTS, mix_ratio=1.5, steps=1, batch_size=2, progress=False)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread; several threads only add synchronisation."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
