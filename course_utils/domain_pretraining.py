@@ -45,6 +45,10 @@ NEUTRAL_DRUG_FRAMES = (
 )
 
 
+#: The knowledge probe: the clinical corpus states every drug's specialty in exactly this frame.
+SPECIALTY_FRAME = "{} is prescribed in [MASK] clinics."
+
+
 def _profile(profile: str | Profile) -> Profile:
     return get_profile(profile)
 
@@ -248,3 +252,55 @@ def same_class_neighbour_rate(
     """
     hits = [classes[n] == classes[q] for q in queries for n, _ in nearest_neighbours(vectors, names, q, k)]
     return sum(hits) / len(hits)
+
+
+def mean_cosine(vectors: torch.Tensor) -> float:
+    """The average cosine similarity between different rows of ``vectors`` (n, hidden).
+
+    Near 0 for random vectors, near 1 when the rows have collapsed onto one direction: then the
+    model can hardly tell the words apart, whatever their neighbours' classes.
+    """
+    unit = F.normalize(vectors, dim=-1)  # (n, hidden)
+    n = len(unit)
+    return float(((unit @ unit.T).sum() - n) / (n * n - n))
+
+
+def drug_specialties(domain: str = "clinical") -> dict[str, str]:
+    """Each drug's specialty, reached through its class (drug -> class -> specialty) as the domain file says."""
+    specialty_of_class = entity_classes(domain, "drug_class", "specialty")
+    return {drug: specialty_of_class[cls] for drug, cls in entity_classes(domain).items()}
+
+
+def fact_sentences(domain: str = "clinical") -> list[str]:
+    """One true statement per drug in the probe's frame ("bravinolol is prescribed in cardiology clinics.")."""
+    return [SPECIALTY_FRAME.replace("[MASK]", s).format(d) for d, s in drug_specialties(domain).items()]
+
+
+@torch.no_grad()
+def specialty_fill_in_accuracy(
+    model: nn.Module, tokenizer: PreTrainedTokenizerBase, drugs: Sequence[str], domain: str = "clinical"
+) -> float:
+    """Share of ``drugs`` for which the model ranks the right specialty first in ``SPECIALTY_FRAME``.
+
+    Only the specialties compete (the argmax runs over their tokens), so chance is one in six.
+    """
+    truth = drug_specialties(domain)
+    choices = sorted(set(truth.values()))
+    choice_ids = tokenizer.convert_tokens_to_ids(choices)
+    missing = [c for c, i in zip(choices, choice_ids, strict=True) if i == tokenizer.unk_token_id]
+    if missing:
+        raise ValueError(
+            f"The specialties {missing} are not single tokens of this vocabulary; the probe needs a tokenizer trained on clinical text."
+        )
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    hits = 0
+    for drug in drugs:
+        encoded = tokenizer(SPECIALTY_FRAME.format(drug), return_tensors="pt").to(device)
+        position = encoded["input_ids"][0].tolist().index(tokenizer.mask_token_id)
+        logits = model(**encoded).logits[0, position, choice_ids]  # (specialties,)
+        hits += choices[int(logits.argmax())] == truth[drug]
+    if was_training:
+        model.train()
+    return hits / len(drugs)

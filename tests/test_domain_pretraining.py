@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import types
 
 import pytest
 import torch
@@ -10,7 +11,9 @@ import torch
 from course_utils import artifacts
 from course_utils import domain_pretraining as dp
 from course_utils.cache import ArtifactCache
+from course_utils.data import load_corpus
 from course_utils.profiles import get_profile
+from course_utils.tokenization import train_wordpiece
 
 TINY = get_profile(
     "fast",
@@ -155,3 +158,54 @@ def test_contextual_vectors_have_one_row_per_word(cache_dir):
     vectors = dp.contextual_vectors(model, tokenizer, words)
     assert vectors.shape == (len(words), TINY.hidden_size)
     assert torch.isfinite(vectors).all()
+
+
+def test_fact_sentences_state_each_drugs_specialty_in_the_corpus_frame():
+    truth = dp.drug_specialties()
+    assert len(truth) == 48 and set(truth.values()) == set(
+        dp.entity_classes("clinical", "drug_class", "specialty").values()
+    )
+    assert truth["bravinolol"] == "cardiology" and truth["adalizumab"] == "rheumatology"
+    facts = dp.fact_sentences()
+    assert len(facts) == len(truth) and "bravinolol is prescribed in cardiology clinics." in facts
+    corpus = {t.lower() for t in load_corpus("clinical", TINY, 0)["text"]}
+    assert corpus & set(facts), "the probe's frame must be the corpus's own sentence"
+
+
+def test_mean_cosine_is_zero_for_orthogonal_rows_and_one_for_identical_ones():
+    assert dp.mean_cosine(torch.eye(4)) == pytest.approx(0.0)
+    assert dp.mean_cosine(torch.ones(3, 5)) == pytest.approx(1.0)
+
+
+class _Oracle(torch.nn.Module):
+    """Scores the right specialty of the drug in the input highest at every position (or the wrong one)."""
+
+    def __init__(self, tokenizer, wrong: bool = False):
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+        specialties = sorted(set(dp.drug_specialties().values()))
+        truth = dp.drug_specialties()
+        self.target = {}
+        for drug, specialty in truth.items():
+            pick = specialties[(specialties.index(specialty) + wrong) % len(specialties)]
+            self.target[tuple(tokenizer(drug, add_special_tokens=False)["input_ids"])] = (
+                tokenizer.convert_tokens_to_ids(pick)
+            )
+        self.vocab = len(tokenizer)
+
+    def forward(self, input_ids, **_):
+        ids = input_ids[0].tolist()
+        target = next(t for pieces, t in self.target.items() if ids[1 : 1 + len(pieces)] == list(pieces))
+        logits = torch.zeros(1, len(ids), self.vocab)
+        logits[..., target] = 1.0
+        return types.SimpleNamespace(logits=logits)
+
+
+def test_specialty_fill_in_accuracy_scores_an_oracle_and_a_liar():
+    tokenizer = train_wordpiece(dp.fact_sentences() * 3, vocab_size=400)  # every drug and specialty a token
+    drugs = list(dp.drug_specialties())
+    assert dp.specialty_fill_in_accuracy(_Oracle(tokenizer), tokenizer, drugs) == 1.0
+    assert dp.specialty_fill_in_accuracy(_Oracle(tokenizer, wrong=True), tokenizer, drugs) == 0.0
+    everyday = train_wordpiece(["the teacher bought a lamp at the market."] * 3, vocab_size=100)
+    with pytest.raises(ValueError, match="not single tokens"):
+        dp.specialty_fill_in_accuracy(_Oracle(tokenizer), everyday, drugs)
