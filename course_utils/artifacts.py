@@ -302,57 +302,49 @@ def build_tapt_bert(
     _build_continued(folder, p, seed, texts, dp.task_domain(task), f"TAPT on {task} task text", progress)
 
 
-def get_dapt_bert(
-    profile: str | Profile, seed: int = 0, domain: str = "clinical", *, verbose: bool = True
-) -> BertForMaskedLM:
-    """The general BERT after ``profile.dapt_steps`` more MLM steps on ``domain``'s corpus (notebook 06)."""
-    p = _profile(profile)
+def _dapt_entry(p: Profile, seed: int, domain: str, *, history: bool, verbose: bool) -> Any:
+    """The DAPT cache entry: the model, or (``history=True``) its training history."""
     return _bert_entry(
         "dapt_bert",
-        lambda folder: build_dapt_bert(folder, p, seed, domain, progress=verbose),
+        lambda folder: build_dapt_bert(folder, p, seed, domain, progress=verbose or history),
         dapt_bert_config(p, seed, domain),
         f"the {domain} DAPT BERT ({p.name} profile, seed {seed})",
-        history=False,
+        history=history,
         verbose=verbose,
     )
 
 
+def _tapt_entry(p: Profile, seed: int, task: str, *, history: bool, verbose: bool) -> Any:
+    """The TAPT cache entry: the model, or (``history=True``) its training history."""
+    return _bert_entry(
+        "tapt_bert",
+        lambda folder: build_tapt_bert(folder, p, seed, task, progress=verbose or history),
+        tapt_bert_config(p, seed, task),
+        f"the {task} TAPT BERT ({p.name} profile, seed {seed})",
+        history=history,
+        verbose=verbose,
+    )
+
+
+def get_dapt_bert(
+    profile: str | Profile, seed: int = 0, domain: str = "clinical", *, verbose: bool = True
+) -> BertForMaskedLM:
+    """The general BERT after ``profile.dapt_steps`` more MLM steps on ``domain``'s corpus (notebook 06)."""
+    return _dapt_entry(_profile(profile), seed, domain, history=False, verbose=verbose)
+
+
 def get_dapt_bert_history(profile: str | Profile, seed: int = 0, domain: str = "clinical") -> list[dict[str, Any]]:
     """The DAPT run's history (one record per step, pseudo-perplexities at the evaluated steps)."""
-    p = _profile(profile)
-    return _bert_entry(
-        "dapt_bert",
-        lambda folder: build_dapt_bert(folder, p, seed, domain),
-        dapt_bert_config(p, seed, domain),
-        "",
-        history=True,
-        verbose=False,
-    )
+    return _dapt_entry(_profile(profile), seed, domain, history=True, verbose=False)
 
 
 def get_tapt_bert(
     profile: str | Profile, seed: int = 0, task: str = "clinical", *, verbose: bool = True
 ) -> BertForMaskedLM:
     """The general BERT after ``profile.dapt_steps`` more MLM steps on the task's unlabeled training texts (06)."""
-    p = _profile(profile)
-    return _bert_entry(
-        "tapt_bert",
-        lambda folder: build_tapt_bert(folder, p, seed, task, progress=verbose),
-        tapt_bert_config(p, seed, task),
-        f"the {task} TAPT BERT ({p.name} profile, seed {seed})",
-        history=False,
-        verbose=verbose,
-    )
+    return _tapt_entry(_profile(profile), seed, task, history=False, verbose=verbose)
 
 
 def get_tapt_bert_history(profile: str | Profile, seed: int = 0, task: str = "clinical") -> list[dict[str, Any]]:
     """The TAPT run's history (one record per step, pseudo-perplexities at the evaluated steps)."""
-    p = _profile(profile)
-    return _bert_entry(
-        "tapt_bert",
-        lambda folder: build_tapt_bert(folder, p, seed, task),
-        tapt_bert_config(p, seed, task),
-        "",
-        history=True,
-        verbose=False,
-    )
+    return _tapt_entry(_profile(profile), seed, task, history=True, verbose=False)
