@@ -304,3 +304,51 @@ def specialty_fill_in_accuracy(
     if was_training:
         model.train()
     return hits / len(drugs)
+
+
+def statement_counts(texts: Sequence[str], drugs: Sequence[str], frame: str = SPECIALTY_FRAME) -> dict[str, int]:
+    """How often each drug's probed statement occurs in ``texts`` (case-insensitive, anywhere in a text).
+
+    A statement counts when the frame's words up to its ``[MASK]`` follow the drug's name
+    (``"bravinolol is prescribed in"``). Multiplied by the epochs a run makes, this is how many
+    times the run could have learned the fact: the number to compare with what a model needs.
+    """
+    lead = frame.split("[MASK]")[0].strip()  # "{} is prescribed in"
+    lowered = [text.lower() for text in texts]
+    counts = {}
+    for drug in drugs:
+        phrase = lead.format(drug).lower()
+        counts[drug] = sum(text.startswith(phrase) or f" {phrase}" in text for text in lowered)
+    return counts
+
+
+@torch.no_grad()
+def cloze_choice_accuracy(
+    model: nn.Module, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], choices: Sequence[str]
+) -> tuple[float, int]:
+    """Mask every occurrence of a ``choices`` token in ``texts`` and check the model ranks the true one first among them.
+
+    With ``choices=("he", "she")`` on everyday sentences this asks whether the model uses the
+    character a sentence names (*my grandmother said that [MASK] felt tired*): chance is one half.
+    Returns ``(accuracy, number of masked positions)``.
+    """
+    choice_ids = tokenizer.convert_tokens_to_ids(list(choices))
+    if tokenizer.unk_token_id in choice_ids:
+        raise ValueError(f"Every choice must be a single token of this vocabulary; got pieces for {list(choices)}.")
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    hits = total = 0
+    for text in texts:
+        ids = torch.tensor(tokenizer(text)["input_ids"], device=device)  # (seq,)
+        for position in (torch.isin(ids, torch.tensor(choice_ids, device=device))).nonzero().flatten().tolist():
+            masked = ids.clone()
+            masked[position] = tokenizer.mask_token_id
+            logits = model(input_ids=masked[None]).logits[0, position, choice_ids]  # (choices,)
+            hits += choice_ids[int(logits.argmax())] == int(ids[position])
+            total += 1
+    if was_training:
+        model.train()
+    if total == 0:
+        raise ValueError(f"None of the texts contains any of {list(choices)}: nothing to score.")
+    return hits / total, total

@@ -209,3 +209,52 @@ def test_specialty_fill_in_accuracy_scores_an_oracle_and_a_liar():
     everyday = train_wordpiece(["the teacher bought a lamp at the market."] * 3, vocab_size=100)
     with pytest.raises(ValueError, match="not single tokens"):
         dp.specialty_fill_in_accuracy(_Oracle(tokenizer), everyday, drugs)
+
+
+def test_statement_counts_find_the_probed_statement_anywhere_in_a_text():
+    texts = [
+        "Bravinolol is prescribed in cardiology clinics.",
+        "The patient denies wheezing; bravinolol is prescribed in cardiology clinics.",
+        "Bravinolol was started at 20 mg once daily.",
+        "Tesamolol is prescribed in cardiology clinics; xbravinolol is prescribed in nowhere.",
+    ]
+    assert dp.statement_counts(texts, ["bravinolol", "tesamolol", "koradolol"]) == {
+        "bravinolol": 2,
+        "tesamolol": 1,
+        "koradolol": 0,
+    }
+
+
+class _Copier(torch.nn.Module):
+    """Predicts the pronoun its cue word calls for (grandmother: she, uncle: he), or the other one."""
+
+    def __init__(self, tokenizer, choices, answer_from_source: bool):
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+        self.ids = tokenizer.convert_tokens_to_ids(list(choices))
+        self.cue = {
+            tokenizer.convert_tokens_to_ids("grandmother"): self.ids[1],
+            tokenizer.convert_tokens_to_ids("uncle"): self.ids[0],
+        }
+        self.vocab, self.right = len(tokenizer), answer_from_source
+
+    def forward(self, input_ids, **_):
+        ids = input_ids[0].tolist()
+        truth = next(self.cue[i] for i in ids if i in self.cue)
+        guess = truth if self.right else next(i for i in self.ids if i != truth)
+        logits = torch.zeros(1, len(ids), self.vocab)
+        logits[..., guess] = 1.0
+        return types.SimpleNamespace(logits=logits)
+
+
+def test_cloze_choice_accuracy_scores_a_model_that_reads_the_cue_and_one_that_does_not():
+    texts = ["my grandmother said that she felt tired.", "my uncle said that he felt happy; he slept."]
+    tokenizer = train_wordpiece(texts * 3, vocab_size=200)  # every word a token
+    reader = _Copier(tokenizer, ("he", "she"), answer_from_source=True)
+    assert dp.cloze_choice_accuracy(reader, tokenizer, texts, ("he", "she")) == (1.0, 3)
+    contrarian = _Copier(tokenizer, ("he", "she"), answer_from_source=False)
+    assert dp.cloze_choice_accuracy(contrarian, tokenizer, texts, ("he", "she")) == (0.0, 3)
+    with pytest.raises(ValueError, match="nothing to score"):
+        dp.cloze_choice_accuracy(reader, tokenizer, ["the teacher slept."], ("he", "she"))
+    with pytest.raises(ValueError, match="single token"):
+        dp.cloze_choice_accuracy(reader, tokenizer, texts, ("he", "zebra"))
