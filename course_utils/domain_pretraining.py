@@ -23,7 +23,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from course_utils.data import list_tasks, load_corpus, load_task
-from course_utils.evaluation import pseudo_perplexity
+from course_utils.evaluation import evaluating, pseudo_perplexity
 from course_utils.profiles import Profile, get_profile
 from course_utils.training import train_mlm
 from course_utils.world import held_out_entities, load_domain
@@ -210,22 +210,19 @@ def contextual_vectors(
     what the model has learned about the words themselves.
     """
     encoder = model.base_model  # BertModel inside BertForMaskedLM
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    vectors = []
-    for word in words:
-        pieces = tokenizer(word, add_special_tokens=False)["input_ids"]
-        per_frame = []
-        for frame in frames:
-            encoded = tokenizer(frame.format(word), return_tensors="pt").to(device)
-            hidden = encoder(**encoded).last_hidden_state[0]  # (seq, hidden)
-            ids = encoded["input_ids"][0].tolist()
-            start = next(i for i in range(len(ids)) if ids[i : i + len(pieces)] == pieces)
-            per_frame.append(hidden[start : start + len(pieces)].mean(0))  # (hidden,)
-        vectors.append(torch.stack(per_frame).mean(0))
-    if was_training:
-        model.train()
+    with evaluating(model):
+        device = next(model.parameters()).device
+        vectors = []
+        for word in words:
+            pieces = tokenizer(word, add_special_tokens=False)["input_ids"]
+            per_frame = []
+            for frame in frames:
+                encoded = tokenizer(frame.format(word), return_tensors="pt").to(device)
+                hidden = encoder(**encoded).last_hidden_state[0]  # (seq, hidden)
+                ids = encoded["input_ids"][0].tolist()
+                start = next(i for i in range(len(ids)) if ids[i : i + len(pieces)] == pieces)
+                per_frame.append(hidden[start : start + len(pieces)].mean(0))  # (hidden,)
+            vectors.append(torch.stack(per_frame).mean(0))
     return torch.stack(vectors).cpu()  # (words, hidden)
 
 
@@ -292,17 +289,14 @@ def specialty_fill_in_accuracy(
         raise ValueError(
             f"The specialties {missing} are not single tokens of this vocabulary; the probe needs a tokenizer trained on clinical text."
         )
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    hits = 0
-    for drug in drugs:
-        encoded = tokenizer(SPECIALTY_FRAME.format(drug), return_tensors="pt").to(device)
-        position = encoded["input_ids"][0].tolist().index(tokenizer.mask_token_id)
-        logits = model(**encoded).logits[0, position, choice_ids]  # (specialties,)
-        hits += choices[int(logits.argmax())] == truth[drug]
-    if was_training:
-        model.train()
+    with evaluating(model):
+        device = next(model.parameters()).device
+        hits = 0
+        for drug in drugs:
+            encoded = tokenizer(SPECIALTY_FRAME.format(drug), return_tensors="pt").to(device)
+            position = encoded["input_ids"][0].tolist().index(tokenizer.mask_token_id)
+            logits = model(**encoded).logits[0, position, choice_ids]  # (specialties,)
+            hits += choices[int(logits.argmax())] == truth[drug]
     return hits / len(drugs)
 
 
@@ -335,20 +329,17 @@ def cloze_choice_accuracy(
     choice_ids = tokenizer.convert_tokens_to_ids(list(choices))
     if tokenizer.unk_token_id in choice_ids:
         raise ValueError(f"Every choice must be a single token of this vocabulary; got pieces for {list(choices)}.")
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    hits = total = 0
-    for text in texts:
-        ids = torch.tensor(tokenizer(text)["input_ids"], device=device)  # (seq,)
-        for position in (torch.isin(ids, torch.tensor(choice_ids, device=device))).nonzero().flatten().tolist():
-            masked = ids.clone()
-            masked[position] = tokenizer.mask_token_id
-            logits = model(input_ids=masked[None]).logits[0, position, choice_ids]  # (choices,)
-            hits += choice_ids[int(logits.argmax())] == int(ids[position])
-            total += 1
-    if was_training:
-        model.train()
+    with evaluating(model):
+        device = next(model.parameters()).device
+        hits = total = 0
+        for text in texts:
+            ids = torch.tensor(tokenizer(text)["input_ids"], device=device)  # (seq,)
+            for position in (torch.isin(ids, torch.tensor(choice_ids, device=device))).nonzero().flatten().tolist():
+                masked = ids.clone()
+                masked[position] = tokenizer.mask_token_id
+                logits = model(input_ids=masked[None]).logits[0, position, choice_ids]  # (choices,)
+                hits += choice_ids[int(logits.argmax())] == int(ids[position])
+                total += 1
     if total == 0:
         raise ValueError(f"None of the texts contains any of {list(choices)}: nothing to score.")
     return hits / total, total

@@ -10,13 +10,25 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from course_utils.training import IGNORE_INDEX, encode_texts, mask_tokens, pad_batch
+
+
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode (no dropout) inside the block, then the mode the model had: a probe must not switch training off."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def _model_device(model: nn.Module, device: str | torch.device | None) -> torch.device:
@@ -38,33 +50,33 @@ def pseudo_log_likelihoods(
     cut to the model's maximum length; [CLS] and [SEP] are context, never predicted.
     """
     device = _model_device(model, device)
-    was_training = model.training
-    model.eval().to(device)
-    encoded = encode_texts(tokenizer, texts, model.config.max_position_embeddings)
-    # every (text, position) pair is one masked copy; longest texts first keeps padding small
-    jobs = [
-        (i, pos)
-        for i in sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
-        for pos in range(1, len(encoded[i]) - 1)
-    ]
-    totals = [0.0] * len(texts)
-    for start in range(0, len(jobs), batch_size):
-        chunk = jobs[start : start + batch_size]
-        copies = []
-        for i, pos in chunk:
-            copy = list(encoded[i])
-            copy[pos] = tokenizer.mask_token_id
-            copies.append(copy)
-        ids, attention = pad_batch(copies, tokenizer.pad_token_id)  # (chunk, longest)
-        logits = model(input_ids=ids.to(device), attention_mask=attention.to(device)).logits  # (chunk, longest, vocab)
-        rows = torch.arange(len(chunk), device=device)
-        positions = torch.tensor([pos for _, pos in chunk], device=device)
-        targets = torch.tensor([encoded[i][pos] for i, pos in chunk], device=device)
-        log_probs = torch.log_softmax(logits[rows, positions].float(), dim=-1)  # (chunk, vocab)
-        for (i, _), value in zip(chunk, log_probs[rows, targets].tolist(), strict=True):
-            totals[i] += value
-    if was_training:
-        model.train()
+    with evaluating(model):
+        model.to(device)
+        encoded = encode_texts(tokenizer, texts, model.config.max_position_embeddings)
+        # every (text, position) pair is one masked copy; longest texts first keeps padding small
+        jobs = [
+            (i, pos)
+            for i in sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
+            for pos in range(1, len(encoded[i]) - 1)
+        ]
+        totals = [0.0] * len(texts)
+        for start in range(0, len(jobs), batch_size):
+            chunk = jobs[start : start + batch_size]
+            copies = []
+            for i, pos in chunk:
+                copy = list(encoded[i])
+                copy[pos] = tokenizer.mask_token_id
+                copies.append(copy)
+            ids, attention = pad_batch(copies, tokenizer.pad_token_id)  # (chunk, longest)
+            logits = model(
+                input_ids=ids.to(device), attention_mask=attention.to(device)
+            ).logits  # (chunk, longest, vocab)
+            rows = torch.arange(len(chunk), device=device)
+            positions = torch.tensor([pos for _, pos in chunk], device=device)
+            targets = torch.tensor([encoded[i][pos] for i, pos in chunk], device=device)
+            log_probs = torch.log_softmax(logits[rows, positions].float(), dim=-1)  # (chunk, vocab)
+            for (i, _), value in zip(chunk, log_probs[rows, targets].tolist(), strict=True):
+                totals[i] += value
     return [(totals[i], max(0, len(encoded[i]) - 2)) for i in range(len(texts))]
 
 
@@ -101,20 +113,20 @@ def masked_token_accuracy(
     own generator so that two models are scored on exactly the same positions.
     """
     device = _model_device(model, device)
-    was_training = model.training
-    model.eval().to(device)
-    generator = torch.Generator().manual_seed(seed)
-    encoded = encode_texts(tokenizer, texts, model.config.max_position_embeddings)
-    correct = total = 0
-    for start in range(0, len(encoded), batch_size):
-        ids, attention = pad_batch(encoded[start : start + batch_size], tokenizer.pad_token_id)
-        inputs, labels = mask_tokens(ids, tokenizer, mlm_probability=mlm_probability, generator=generator)
-        logits = model(input_ids=inputs.to(device), attention_mask=attention.to(device)).logits  # (batch, seq, vocab)
-        chosen = labels != IGNORE_INDEX
-        correct += int((logits.argmax(-1).cpu()[chosen] == labels[chosen]).sum())
-        total += int(chosen.sum())
-    if was_training:
-        model.train()
+    with evaluating(model):
+        model.to(device)
+        generator = torch.Generator().manual_seed(seed)
+        encoded = encode_texts(tokenizer, texts, model.config.max_position_embeddings)
+        correct = total = 0
+        for start in range(0, len(encoded), batch_size):
+            ids, attention = pad_batch(encoded[start : start + batch_size], tokenizer.pad_token_id)
+            inputs, labels = mask_tokens(ids, tokenizer, mlm_probability=mlm_probability, generator=generator)
+            logits = model(
+                input_ids=inputs.to(device), attention_mask=attention.to(device)
+            ).logits  # (batch, seq, vocab)
+            chosen = labels != IGNORE_INDEX
+            correct += int((logits.argmax(-1).cpu()[chosen] == labels[chosen]).sum())
+            total += int(chosen.sum())
     if total == 0:
         raise ValueError("No position was masked; pass more text.")
     return correct / total

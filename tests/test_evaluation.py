@@ -11,6 +11,7 @@ from torch import nn
 from transformers import BertForMaskedLM
 
 from course_utils.evaluation import (
+    evaluating,
     masked_token_accuracy,
     most_frequent_token,
     pseudo_log_likelihoods,
@@ -85,3 +86,17 @@ def test_accuracy_of_a_constant_guess_is_the_unigram_baseline(tokenizer):
     accuracy = masked_token_accuracy(Constant(len(tokenizer), guess), tokenizer, TEXTS * 20, seed=0)
     assert accuracy == pytest.approx(baseline, abs=0.03)
     assert masked_token_accuracy(Constant(len(tokenizer), 1), tokenizer, TEXTS, seed=0) == 0.0  # [UNK] is never right
+
+
+def test_evaluating_switches_to_eval_and_restores_the_mode_even_after_an_error():
+    model = torch.nn.Dropout(0.5)
+    with evaluating(model):
+        assert not model.training
+    assert model.training
+    with pytest.raises(RuntimeError), evaluating(model):
+        raise RuntimeError("a failing probe")
+    assert model.training
+    model.eval()
+    with evaluating(model):
+        pass
+    assert not model.training
