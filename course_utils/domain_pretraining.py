@@ -25,7 +25,7 @@ from transformers import PreTrainedTokenizerBase
 from course_utils.data import list_tasks, load_corpus, load_task
 from course_utils.evaluation import evaluating, pseudo_perplexity
 from course_utils.profiles import Profile, get_profile
-from course_utils.training import train_mlm
+from course_utils.training import encode_texts, train_mlm
 from course_utils.world import held_out_entities, load_domain
 
 #: Peak learning rate of continued pretraining: half the general BERT's, because the model is
@@ -324,7 +324,8 @@ def cloze_choice_accuracy(
 
     With ``choices=("he", "she")`` on everyday sentences this asks whether the model uses the
     character a sentence names (*my grandmother said that [MASK] felt tired*): chance is one half.
-    Returns ``(accuracy, number of masked positions)``.
+    Returns ``(accuracy, number of masked positions)``. Texts longer than the model's position
+    table are cut to it, as in training.
     """
     choice_ids = tokenizer.convert_tokens_to_ids(list(choices))
     if tokenizer.unk_token_id in choice_ids:
@@ -332,8 +333,8 @@ def cloze_choice_accuracy(
     with evaluating(model):
         device = next(model.parameters()).device
         hits = total = 0
-        for text in texts:
-            ids = torch.tensor(tokenizer(text)["input_ids"], device=device)  # (seq,)
+        for text_ids in encode_texts(tokenizer, texts, model.config.max_position_embeddings):
+            ids = torch.tensor(text_ids, device=device)  # (seq,)
             for position in (torch.isin(ids, torch.tensor(choice_ids, device=device))).nonzero().flatten().tolist():
                 masked = ids.clone()
                 masked[position] = tokenizer.mask_token_id

@@ -237,6 +237,7 @@ class _Copier(torch.nn.Module):
             tokenizer.convert_tokens_to_ids("uncle"): self.ids[0],
         }
         self.vocab, self.right = len(tokenizer), answer_from_source
+        self.config = types.SimpleNamespace(max_position_embeddings=64)
 
     def forward(self, input_ids, **_):
         ids = input_ids[0].tolist()
@@ -254,6 +255,8 @@ def test_cloze_choice_accuracy_scores_a_model_that_reads_the_cue_and_one_that_do
     assert dp.cloze_choice_accuracy(reader, tokenizer, texts, ("he", "she")) == (1.0, 3)
     contrarian = _Copier(tokenizer, ("he", "she"), answer_from_source=False)
     assert dp.cloze_choice_accuracy(contrarian, tokenizer, texts, ("he", "she")) == (0.0, 3)
+    reader.config.max_position_embeddings = 8  # [CLS] my uncle said that he felt [SEP]: the second "he" is cut off
+    assert dp.cloze_choice_accuracy(reader, tokenizer, texts[1:], ("he", "she")) == (1.0, 1)
     with pytest.raises(ValueError, match="nothing to score"):
         dp.cloze_choice_accuracy(reader, tokenizer, ["the teacher slept."], ("he", "she"))
     with pytest.raises(ValueError, match="single token"):
