@@ -47,6 +47,7 @@ nbval: setup
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check course_utils tests
 
 format: setup
 	$(BIN)/ruff format course_utils tests

@@ -1,8 +1,9 @@
 """The artifact cache: build a model or tokenizer once, load it everywhere after.
 
 An entry is a folder ``<name>-<key>`` under the cache root. The key is a hash of what
-built it (the builder's config, which names the profile and seed, and the course's code
-version), so a changed recipe gets a new entry instead of a stale one.
+built it: the builder's config, which names the profile fields and seed it reads and a
+fingerprint of the source code it runs (``source_files``, ``fingerprint``), so a changed recipe, or a
+changed line of the code behind it, gets a new entry instead of loading a stale one.
 
 Why so careful: notebooks run in any order, sometimes two at once (the test suite and a
 learner's kernel), and may be interrupted mid-build. So an entry is built in a temporary
@@ -13,20 +14,20 @@ never loaded. Only safetensors, JSON and text files are allowed: nothing is ever
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from filelock import FileLock
 
-from course_utils import __version__
-from course_utils.paths import artifacts_dir
+from course_utils.paths import REPO_ROOT, artifacts_dir
 
 T = TypeVar("T")
 
@@ -39,10 +40,71 @@ class CorruptEntryError(RuntimeError):
     """A cache entry that exists but does not match its manifest."""
 
 
+#: The folder that holds the ``course_utils`` package: module names are read as paths below it.
+SOURCE_ROOT = REPO_ROOT
+
+
 def cache_key(name: str, config: Mapping[str, Any]) -> str:
-    """A short, stable hash of the entry's name, its builder's config and the code version."""
-    payload = json.dumps({"name": name, "config": config, "code": __version__}, sort_keys=True, default=str)
+    """A short, stable hash of the entry's name and its builder's config (which holds the code's fingerprint)."""
+    payload = json.dumps({"name": name, "config": config}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def _module_file(module: str, root: Path) -> str | None:
+    """``course_utils/training.py`` for ``course_utils.training`` (a package: its ``__init__.py``); None if no file."""
+    base = Path(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if (root / candidate).is_file():
+            return candidate.as_posix()
+    return None
+
+
+def _imported_modules(file: Path) -> set[str]:
+    """Every ``course_utils`` module a source file imports, at the top or inside a function."""
+    found = set()
+    for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)  # from a package import a module, or a name: try both
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return {name for name in found if name.split(".")[0] == "course_utils"}
+
+
+def source_files(*modules: str, follow_imports: bool = True, root: Path | None = None) -> set[str]:
+    """The source files of ``modules`` (``"course_utils.training"``), with their packages' ``__init__.py``
+    and, with ``follow_imports``, those of every ``course_utils`` module they import, directly or not.
+
+    Paths are relative to ``root`` (default ``SOURCE_ROOT``). Imports are read from the source, so
+    nothing is run; a module a builder imports can therefore not be forgotten in its key.
+    """
+    root = SOURCE_ROOT if root is None else root
+    unknown = [module for module in modules if _module_file(module, root) is None]
+    if unknown:
+        raise ValueError(f"No source file for the module(s) {unknown} under {root}.")
+    files: set[str] = set()
+    todo = list(modules)
+    while todo:
+        module = todo.pop()
+        parts = module.split(".")
+        for depth in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__.py and a/b/__init__.py too
+            file = _module_file(".".join(parts[:depth]), root)
+            if file is None or file in files:
+                continue
+            files.add(file)
+            if follow_imports:
+                todo.extend(_imported_modules(root / file))
+    return files
+
+
+def fingerprint(files: Iterable[str], root: Path | None = None) -> str:
+    """A short hash of the names and contents of ``files``: paths relative to ``root`` (default ``SOURCE_ROOT``),
+    as ``source_files`` gives them. One changed byte in any of them gives another hash."""
+    root = SOURCE_ROOT if root is None else root
+    digest = hashlib.sha256()
+    for name in sorted(set(files)):
+        digest.update(name.encode() + b"\0" + (root / name).read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
 
 
 def _sha256(path: Path) -> str:
@@ -167,7 +229,6 @@ class ArtifactCache:
             manifest = {
                 "name": name,
                 "config": json.loads(json.dumps(config, default=str)),
-                "code_version": __version__,
                 "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "build_seconds": round(seconds, 2),
                 "files": _describe_files(staging),

@@ -18,14 +18,63 @@ class Chapter:
 
 
 COURSE_MAP: tuple[Chapter, ...] = (
-    Chapter("00_setup_and_course_map.ipynb", "Setup and course map", "environment check, profiles, the artifact cache, the domain world"),
-    Chapter("01_ngram_language_models.ipynb", "N-gram language models", "counting, smoothing, Kneser-Ney, perplexity vs the entropy floor, domain shift"),
-    Chapter("02_attention_from_scratch.ipynb", "Attention from scratch", "scaled dot-product and multi-head attention, masks, why √d_k, cost"),
-    Chapter("03_transformer_encoder.ipynb", "The Transformer encoder", "embeddings, layer norm, FFN, residuals; matching Hugging Face's BertLayer"),
-    Chapter("04_tokenization_and_domain_data.ipynb", "Tokenization and domain data", "cleaning, dedup, WordPiece, how a general vocabulary fragments domain terms", builds=("tokenizer",)),
-    Chapter("05_bert_masked_lm_pretraining.ipynb", "BERT masked-LM pretraining", "80/10/10 masking, pretraining a tiny BERT, pseudo-perplexity", builds=("general_bert",), needs=("tokenizer",)),
-    Chapter("06_domain_adaptive_pretraining.ipynb", "Domain-adaptive pretraining", "DAPT and TAPT, forgetting and replay", builds=("dapt_bert", "tapt_bert"), needs=("general_bert",)),
-    Chapter("07_finetuning_full_partial_adapters.ipynb", "Fine-tuning: full, partial, adapters", "full, head-only, top-k, BitFit, adapters, LoRA in one table", builds=("teacher",), needs=("dapt_bert",)),
-    Chapter("08_knowledge_distillation.ipynb", "Knowledge distillation", "soft targets, temperature, T² scaling, student size vs speed vs accuracy", needs=("teacher",)),
-    Chapter("09_domain_evaluation.ipynb", "Domain evaluation", "metrics, calibration, challenge sets, seeds and spread, the report card", needs=("teacher",)),
+    Chapter(
+        "00_setup_and_course_map.ipynb",
+        "Setup and course map",
+        "environment check, profiles, the artifact cache, the domain world",
+    ),
+    Chapter(
+        "01_ngram_language_models.ipynb",
+        "N-gram language models",
+        "counting, smoothing, Kneser-Ney, perplexity vs the entropy floor, domain shift",
+    ),
+    Chapter(
+        "02_attention_from_scratch.ipynb",
+        "Attention from scratch",
+        "scaled dot-product and multi-head attention, masks, why √d_k, cost",
+    ),
+    Chapter(
+        "03_transformer_encoder.ipynb",
+        "The Transformer encoder",
+        "embeddings, layer norm, FFN, residuals; matching Hugging Face's BertLayer",
+    ),
+    Chapter(
+        "04_tokenization_and_domain_data.ipynb",
+        "Tokenization and domain data",
+        "cleaning, dedup, WordPiece, how a general vocabulary fragments domain terms",
+        builds=("tokenizer",),
+    ),
+    Chapter(
+        "05_bert_masked_lm_pretraining.ipynb",
+        "BERT masked-LM pretraining",
+        "80/10/10 masking, pretraining a tiny BERT, pseudo-perplexity",
+        builds=("general_bert",),
+        needs=("tokenizer",),
+    ),
+    Chapter(
+        "06_domain_adaptive_pretraining.ipynb",
+        "Domain-adaptive pretraining",
+        "DAPT and TAPT, forgetting and replay",
+        builds=("dapt_bert", "tapt_bert"),
+        needs=("general_bert",),
+    ),
+    Chapter(
+        "07_finetuning_full_partial_adapters.ipynb",
+        "Fine-tuning: full, partial, adapters",
+        "full, head-only, top-k, BitFit, adapters, LoRA in one table",
+        builds=("teacher",),
+        needs=("dapt_bert",),
+    ),
+    Chapter(
+        "08_knowledge_distillation.ipynb",
+        "Knowledge distillation",
+        "soft targets, temperature, T² scaling, student size vs speed vs accuracy",
+        needs=("teacher",),
+    ),
+    Chapter(
+        "09_domain_evaluation.ipynb",
+        "Domain evaluation",
+        "metrics, calibration, challenge sets, seeds and spread, the report card",
+        needs=("teacher",),
+    ),
 )

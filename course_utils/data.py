@@ -1,4 +1,5 @@
-"""One way to get text into a notebook: the generated world, a local file or a hub dataset.
+"""One way to get text into a notebook (the generated world, a local file or a hub dataset), and the
+texts every model is trained or scored on, chosen once.
 
 ``load_corpus`` gives a ``datasets.Dataset`` with a ``text`` column (and ``logprob`` when the
 text comes from the generator); ``load_task`` gives a ``datasets.DatasetDict`` with ``text`` and a
@@ -7,6 +8,9 @@ text comes from the generator); ``load_task`` gives a ``datasets.DatasetDict`` w
     load_task("clinical")                 # the generated clinical notes (all six splits)
     load_task("my_notes.csv")             # a local file with text,label columns
     load_task("some-user/some-dataset")   # a hub dataset (needs the network)
+
+The shared texts are a cleaned corpus split (``corpus_texts``), the held-out samples every model
+is scored on (``evaluation_texts``) and a task's texts without labels (``task_texts``, TAPT's corpus).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 import datasets
 
 from course_utils.profiles import Profile, get_profile
+from course_utils.tokenization import clean_text
 from course_utils.world import (
     SPLITS,
     EntropyFloor,
@@ -41,11 +46,17 @@ __all__ = [
     "TaskTruth",
     "WorldTruth",
     "corpus_floor",
+    "corpus_texts",
+    "evaluation_texts",
+    "held_out_task_texts",
+    "held_out_texts",
     "list_domains",
     "list_tasks",
     "task_info",
     "load_corpus",
     "load_task",
+    "task_domain",
+    "task_texts",
     "world_truth",
 ]
 
@@ -69,10 +80,6 @@ def list_tasks() -> dict[str, str]:
 # ----------------------------------------------------------------------------------------- helpers
 
 
-def _profile(profile: str | Profile) -> Profile:
-    return get_profile(profile)
-
-
 def _check_seed(seed: Any) -> int:
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
@@ -88,14 +95,44 @@ def _offline() -> bool:
     return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on") for v in _OFFLINE_VARS)
 
 
-def _read_rows(path: Path, required: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Rows of a .txt (one text per line), .jsonl (one JSON object per line) or .csv (with a header) file."""
+def _decode(path: Path, data: bytes, encoding: str, loader: str) -> str:
+    """The file's text; bytes that are not valid ``encoding`` are an error naming the line and the byte."""
+    # A UTF-8 file may start with a byte-order mark (spreadsheet exports do); it is not part of the text.
+    codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+    try:
+        return data.decode(codec)
+    except LookupError as error:
+        raise ValueError(f"{path.name}: unknown encoding {encoding!r}; try 'utf-8', 'latin-1' or 'cp1252'.") from error
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+        byte = data[error.start]
+        raise ValueError(
+            f"{path.name}, line {line}: byte 0x{byte:02x} (byte {column} of the line) is not valid {encoding} "
+            f"({error.reason}). Re-encode the file as UTF-8 (for example `iconv -f latin1 -t utf-8 {path.name} > "
+            f"fixed{path.suffix}`), or tell {loader}() the file's encoding: {loader}(path, encoding='latin-1')."
+        ) from error
+
+
+def _read_rows(
+    path: Path,
+    required: tuple[str, ...],
+    *,
+    encoding: str = "utf-8",
+    loader: str = "load_corpus",
+    column_options: tuple[str, ...] = (),
+) -> list[dict[str, Any]]:
+    """Rows of a .txt (one text per line), .jsonl (one JSON object per line) or .csv (with a header) file.
+
+    ``column_options`` names the loader's keyword argument for each required column (``text_column``,
+    ``label_column``), so that an error about a missing column can say how to name another one.
+    """
     if not path.is_file():
         raise FileNotFoundError(f"No file at {path}. Pass a .txt, .jsonl or .csv file, or a domain/task name.")
     suffix = path.suffix.lower()
     if suffix not in _LOCAL_SUFFIXES:
         raise ValueError(f"{path.name}: unsupported file type {suffix!r}; use .txt, .jsonl or .csv.")
-    raw = path.read_text(encoding="utf-8")
+    raw = _decode(path, path.read_bytes(), encoding, loader)
     rows: list[dict[str, Any]] = []
     if suffix == ".txt":
         if required != ("text",):
@@ -137,9 +174,14 @@ def _read_rows(path: Path, required: tuple[str, ...]) -> list[dict[str, Any]]:
     for number, row in enumerate(rows, start=1):
         missing = [c for c in required if c not in row or row[c] in (None, "")]
         if missing:
+            if column_options:
+                options = " and ".join(f"{option}='...'" for option in column_options)
+                advice = f"If the file names them differently, say which columns to read: {loader}(path, {options})."
+            else:
+                advice = f"Rename the column that holds the text to {required[0]!r}."
             raise ValueError(
                 f"{path.name}, row {number}: missing column(s) {missing}. Expected columns {list(required)}; "
-                f"found {sorted(row)}."
+                f"found {sorted(row)}. {advice}"
             )
         if not isinstance(row[required[0]], str):
             raise ValueError(
@@ -194,15 +236,17 @@ def load_corpus(
     split: str | None = None,
     *,
     hub_config: str | None = None,
+    encoding: str = "utf-8",
 ) -> datasets.Dataset:
     """Unlabeled sentences as a ``Dataset``: a generated domain (columns text, logprob), a file or a hub dataset (text).
 
     ``split`` ("train", "validation", "test": 80/10/10) picks a part; ``None`` gives the whole corpus.
     ``hub_config`` is the configuration name some hub datasets need (``"wikitext-2-raw-v1"``).
+    ``encoding`` is a local file's text encoding (UTF-8 unless you say otherwise, e.g. ``"latin-1"``).
     """
     seed = _check_seed(seed)
     if isinstance(source, str) and source in list_domains():
-        chosen = _profile(profile)
+        chosen = get_profile(profile)
         rows = generate_corpus(source, chosen.corpus_sentences, seed)
         rows = rows[_split_slice(len(rows), split)]
         texts = [t for t, _ in rows]
@@ -223,7 +267,7 @@ def load_corpus(
         )
     if _is_local(source):
         path = Path(source)
-        rows = _read_rows(path, ("text",))
+        rows = _read_rows(path, ("text",), encoding=encoding, loader="load_corpus")
         texts = [r["text"] for r in rows]
         texts = texts[_split_slice(len(texts), split)]
         return datasets.Dataset.from_dict(
@@ -263,6 +307,14 @@ def _task_domain(source: str) -> str | None:
     return None
 
 
+def task_domain(task: str) -> str:
+    """The domain a generated task belongs to (``"clinical_specialty"`` and ``"clinical"`` both give ``"clinical"``)."""
+    domain = _task_domain(task)
+    if domain is None:
+        raise ValueError(f"Unknown task {task!r}; the generated tasks are {sorted(list_tasks())} (or their domains).")
+    return domain
+
+
 def _task_dict(
     splits: dict[str, list[tuple[str, Any]]], names: list[str], info: dict[str, Any]
 ) -> datasets.DatasetDict:
@@ -288,18 +340,22 @@ def load_task(
     text_column: str = "text",
     label_column: str = "label",
     hub_config: str | None = None,
+    encoding: str = "utf-8",
 ) -> datasets.DatasetDict:
     """A labeled task as a ``DatasetDict`` with columns text and label (a ``ClassLabel``).
 
     A generated task (``"clinical"``, ``"finance"``, ``"legal"`` or its task name) has the splits
     train, validation, test, unseen_entities, negation and typos, and its known truth in
     ``world_truth``/``task_info``. A local .jsonl/.csv file (columns text and label) is split
-    80/10/10 into train, validation and test with ``seed``. A hub dataset keeps its own splits.
+    80/10/10 into train, validation and test with ``seed``; one too small to give every split a row
+    is refused. ``text_column``/``label_column`` name a file's or hub dataset's columns if they are not
+    text and label; ``encoding`` is a local file's text encoding (UTF-8 unless you say otherwise).
+    A hub dataset keeps its own splits.
     """
     seed = _check_seed(seed)
     domain = _task_domain(source) if isinstance(source, str) else None
     if domain is not None:
-        chosen = _profile(profile)
+        chosen = get_profile(profile)
         splits = generate_task(domain, chosen.task_train, chosen.task_eval, seed)
         truth = task_truth(domain, chosen.task_train, chosen.task_eval, seed)
         info = {
@@ -319,7 +375,13 @@ def load_task(
         )
     if _is_local(source):
         path = Path(source)
-        rows = _read_rows(path, (text_column, label_column))
+        rows = _read_rows(
+            path,
+            (text_column, label_column),
+            encoding=encoding,
+            loader="load_task",
+            column_options=("text_column", "label_column"),
+        )
         pairs = [(r[text_column], r[label_column]) for r in rows]
         names = sorted({str(lab) for _, lab in pairs}, key=lambda s: (len(s), s) if s.isdigit() else (0, s))
         if len(names) < 2:
@@ -328,6 +390,15 @@ def load_task(
         n = len(pairs)
         cut1, cut2 = round(0.8 * n), round(0.9 * n)
         splits = {"train": pairs[:cut1], "validation": pairs[cut1:cut2], "test": pairs[cut2:]}
+        empty = [name for name, part in splits.items() if not part]
+        if empty:
+            sizes = ", ".join(f"{name} {len(part)}" for name, part in splits.items())
+            raise ValueError(
+                f"{path.name}: {n} labeled rows split 80/10/10 give {sizes}, so the {' and '.join(empty)} "
+                f"split{'s' if len(empty) > 1 else ''} would be empty and nothing could be measured on "
+                f"{'them' if len(empty) > 1 else 'it'}. Add labeled rows: with 8 or more every split gets at least one "
+                "(a validation or test set whose accuracy means anything needs hundreds)."
+            )
         return _task_dict(splits, names, {"source": "file", "path": path.name, "seed": seed})
     loaded = _from_hub(str(source), "load_task", hub_config)
     if not isinstance(loaded, datasets.DatasetDict):
@@ -350,3 +421,46 @@ def task_info(dataset: datasets.Dataset | datasets.DatasetDict) -> dict[str, Any
     """What a loaded dataset says about itself (source, profile, seed and, for generated tasks, noise and ceiling)."""
     part = next(iter(dataset.values())) if isinstance(dataset, datasets.DatasetDict) else dataset
     return json.loads(part.info.description or "{}")
+
+
+# ------------------------------------------------------------------- texts for training and scoring
+
+
+def corpus_texts(domain: str | os.PathLike, profile: Profile, seed: int, split: str = "train") -> list[str]:
+    """A split of a domain's corpus, cleaned with the same ``clean_text`` notebook 04 teaches.
+
+    The generated corpora are clean already, so cleaning changes nothing there; it matters when
+    ``load_corpus`` reads your own files. Sentences are not deduplicated: in the generated world a
+    repeated sentence is a genuine second draw from the domain's distribution, and removing repeats
+    would change the distribution whose entropy floor the course knows.
+    """
+    return [clean_text(text) for text in load_corpus(domain, profile, seed, split=split)["text"]]
+
+
+def held_out_texts(domain: str, profile: Profile, seed: int = 0, n: int | None = None) -> list[str]:
+    """The first ``n`` sentences (default ``profile.dapt_eval_texts``) of a corpus's validation split.
+
+    Pretraining reads only the train split, so these are sentences no model has seen; the same
+    few dozen are used for every model, which makes their pseudo-perplexities comparable.
+    """
+    n = profile.dapt_eval_texts if n is None else n
+    return list(load_corpus(domain, profile, seed, split="validation")["text"][:n])
+
+
+def task_texts(task: str, profile: Profile, seed: int = 0, split: str = "train") -> list[str]:
+    """The texts of a labeled task's split with the labels dropped: TAPT's corpus (``split="train"``)."""
+    return list(load_task(task, profile, seed)[split]["text"])
+
+
+def held_out_task_texts(task: str, profile: Profile, seed: int = 0, n: int | None = None) -> list[str]:
+    """The first ``n`` validation texts of a task (default ``profile.dapt_eval_texts``): TAPT's yardstick."""
+    return task_texts(task, profile, seed, "validation")[: profile.dapt_eval_texts if n is None else n]
+
+
+def evaluation_texts(profile: Profile, seed: int = 0, domain: str = "clinical") -> dict[str, list[str]]:
+    """The held-out samples every continued-pretraining run is scored on: general text, the domain's
+    corpus and, when the domain has a task, its texts (keys ``general``, ``<domain>``, ``<domain>_task``)."""
+    texts = {"general": held_out_texts("general", profile, seed), domain: held_out_texts(domain, profile, seed)}
+    if domain in list_tasks().values():
+        texts[f"{domain}_task"] = held_out_task_texts(domain, profile, seed)
+    return texts

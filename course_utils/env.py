@@ -9,6 +9,7 @@ import random
 import sys
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -101,6 +102,44 @@ def set_plot_style() -> None:
     )
 
 
+#: Where a shown figure's title goes in the notebook output's metadata (the course site's alt text).
+FIGURE_TITLE_KEY = "course_figure_title"
+
+
+def figure_title(fig: Any) -> str:
+    """A matplotlib figure's title: its suptitle, else its axes' titles joined by "; " ("" if it has none)."""
+    suptitle = getattr(fig, "_suptitle", None)
+    if suptitle is not None and suptitle.get_text().strip():
+        return suptitle.get_text().strip()
+    return "; ".join(dict.fromkeys(t for ax in fig.axes if (t := ax.get_title().strip())))
+
+
+def titles_in_figure_outputs() -> bool:
+    """Make the inline backend store each figure's title in its output's metadata; True if it could.
+
+    The course site (``course_utils.book``) uses it as the figure's alternative text, with the
+    values an f-string title had when it ran. Only the metadata changes, never the image.
+    """
+    try:
+        from matplotlib_inline import backend_inline
+    except ImportError:  # pragma: no cover - not in a Jupyter kernel
+        return False
+    original = getattr(backend_inline, "_fetch_figure_metadata", None)
+    if original is None:
+        return False
+    if getattr(original, "adds_course_title", False):
+        return True
+
+    def fetch_with_title(fig: Any) -> dict[str, Any] | None:
+        metadata = original(fig) or {}
+        title = figure_title(fig)
+        return {**metadata, FIGURE_TITLE_KEY: title} if title else metadata or None
+
+    fetch_with_title.adds_course_title = True  # type: ignore[attr-defined]
+    backend_inline._fetch_figure_metadata = fetch_with_title
+    return True
+
+
 def versions_line(device: torch.device, threads: int) -> str:
     """One line with the versions that matter for reproducing a run."""
     import transformers
@@ -126,6 +165,7 @@ def setup(
     torch.set_num_threads(threads)
     quiet_libraries()
     set_plot_style()
+    titles_in_figure_outputs()
     env = CourseEnv(profile=chosen, seed=seed, device=dev, threads=threads)
     if verbose:
         print(f"{versions_line(dev, threads)} | profile {chosen.name} | seed {seed}", file=sys.stdout)

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from course_utils.training import IGNORE_INDEX, encode_texts, mask_tokens, pad_batch
+from course_utils.mlm import IGNORE_INDEX, encode_texts, mask_tokens, pad_batch
 
 
 @contextmanager

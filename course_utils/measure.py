@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import psutil
 import torch
@@ -27,7 +27,6 @@ class Measurement:
     peak_rss_mb: float = 0.0  # highest resident memory of the process during the block
     added_rss_mb: float = 0.0  # that peak minus the resident memory when the block started
     cuda_peak_mb: float | None = None  # the CUDA allocator's peak, when a GPU was used
-    extra: dict[str, float] = field(default_factory=dict)
 
     def __str__(self) -> str:
         text = f"{self.label + ': ' if self.label else ''}{self.seconds:.2f} s, peak RSS {self.peak_rss_mb:.0f} MB (+{self.added_rss_mb:.0f} MB)"

@@ -2,7 +2,8 @@
 
 When the notebook runner executes a notebook it sets ``COURSE_RECORDS`` to a JSON file;
 ``record`` adds each value there, so the report can show every notebook's numbers in one
-table. Run interactively, ``record`` just keeps the value and returns it.
+table. Run interactively, ``record`` just keeps the value. It returns ``None``, so a cell that
+ends with ``record(...)`` does not echo the value a second time (the notebook prints it as it wants).
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"record() takes numbers, strings, lists and dicts of them, not {type(value).__name__}.")
 
 
-def record(name: str, value: Any) -> Any:
-    """Store a headline number under ``name`` for the course report, and return it unchanged."""
+def record(name: str, value: Any) -> None:
+    """Store a headline number under ``name`` for the course report (see ``recorded()`` to read it back)."""
     _session[name] = _plain(value)
     path = os.environ.get(RECORDS_ENV)
     if path:
@@ -44,7 +45,6 @@ def record(name: str, value: Any) -> Any:
         tmp = target.with_suffix(".tmp")
         tmp.write_text(json.dumps(current, indent=2, sort_keys=True))
         tmp.replace(target)  # atomic: the runner never reads a half-written file
-    return value
 
 
 def recorded() -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -85,16 +86,72 @@ def run_notebook(notebook: Path, out_dir: Path, profile: str, seed: int, timeout
 
 
 def _format_value(value: Any) -> str:
+    """A number as a reader wants it: about four significant digits, thousands separated, no float noise."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
     if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, (list, dict)):
-        text = json.dumps(value)
-        return text if len(text) <= 60 else text[:57] + "..."
-    return str(value)
+        size = abs(value)
+        if not math.isfinite(value) or size == 0:
+            return str(value) if size else "0"
+        if size >= 1000:
+            return f"{value:,.0f}"
+        return f"{value:.4g}" if size >= 1e-3 else f"{value:.2e}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_format_value(v) for v in value)
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _records_markdown(records: dict[str, Any]) -> list[str]:
+    """A notebook's headline numbers: plain values in one table, each dict in a small table of its own.
+
+    A dict keyed ``"a->b"`` (such as a train-domain -> test-domain matrix) becomes a matrix with
+    rows ``a`` and columns ``b``; a dict of dicts becomes a table with one row per outer key.
+    """
+    if not records:
+        return ["No headline numbers recorded."]
+    plain = {k: v for k, v in records.items() if not isinstance(v, dict)}
+    lines: list[str] = []
+    if plain:
+        lines += ["| headline number | value |", "|---|---:|"]
+        lines += [f"| `{name}` | {_format_value(value)} |" for name, value in plain.items()]
+    for name, table in records.items():
+        if not isinstance(table, dict):
+            continue
+        caption = f"`{name}`:"
+        arrows = [key.split("->") for key in table]
+        if len(table) > 1 and all(len(pair) == 2 for pair in arrows):
+            table = {a: {b: table[f"{a}->{b}"] for a_, b in arrows if a_ == a} for a, _ in arrows}
+            caption = f"`{name}` (rows → columns):"
+        lines += [""] if lines else []
+        lines += [caption, ""]
+        if table and all(isinstance(v, dict) for v in table.values()):
+            columns = list(dict.fromkeys(k for row in table.values() for k in row))
+            lines += ["| | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+            lines += [
+                f"| {row} | " + " | ".join(_format_value(values.get(c, "")) for c in columns) + " |"
+                for row, values in table.items()
+            ]
+        else:
+            lines += ["| key | value |", "|---|---:|"]
+            lines += [f"| {key} | {_format_value(value)} |" for key, value in table.items()]
+    return lines
+
+
+def _notebook_heading(name: str) -> str:
+    """The notebook's own title (``NN · Title``) if it is one of the course's, else its file name."""
+    path = NOTEBOOKS_DIR / name
+    try:
+        first = json.loads(path.read_text(encoding="utf-8"))["cells"][0]["source"]
+        text = "".join(first) if isinstance(first, list) else first
+        return next(line[2:].strip() for line in text.splitlines() if line.startswith("# "))
+    except (OSError, ValueError, KeyError, IndexError, StopIteration):
+        return name
 
 
 def write_report(runs: list[NotebookRun], out_dir: Path, profile: str, seed: int) -> tuple[Path, Path]:
-    """``report.json`` (everything) and ``report.md`` (a table a person reads) in ``out_dir``."""
+    """``report.json`` (everything) and ``report.md`` (what a person reads: a summary, then a table per notebook)."""
     import platform
 
     import torch
@@ -116,13 +173,15 @@ def write_report(runs: list[NotebookRun], out_dir: Path, profile: str, seed: int
         f"Python {meta['python']}, torch {meta['torch']}, device {meta['device']}, {meta['cpu_count']} CPU cores; "
         f"all notebooks together: {meta['total_seconds']:.0f} s.",
         "",
-        "| notebook | status | wall time (s) | peak memory (MB) | headline numbers |",
-        "|---|---|---:|---:|---|",
+        "| notebook | status | wall time (s) | peak memory (MB) |",
+        "|---|---|---:|---:|",
     ]
     for run in runs:
-        numbers = "<br>".join(f"{k}: {_format_value(v)}" for k, v in run.records.items()) or "—"
         status = run.status if not run.error else f"failed: {run.error}".replace("|", "\\|")
-        lines.append(f"| {run.notebook} | {status} | {run.seconds:.1f} | {run.peak_rss_mb:.0f} | {numbers} |")
+        lines.append(f"| {run.notebook} | {status} | {run.seconds:.1f} | {run.peak_rss_mb:.0f} |")
+    lines += ["", "Each notebook's headline numbers follow, as it recorded them with `course_utils.records.record`."]
+    for run in runs:
+        lines += ["", f"## {_notebook_heading(run.notebook)}", ""] + _records_markdown(run.records)
     md_path = out_dir / "report.md"
     md_path.write_text("\n".join(lines) + "\n")
     return json_path, md_path

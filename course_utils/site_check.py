@@ -1,15 +1,19 @@
 """Open the built course site in headless Chromium and check every page as a reader would see it.
 
 Each page must load, carry its title, show every figure its notebook produced (each image loaded,
-not broken), and raise no console error from the site's own files. Requests that leave the machine
-(fonts or scripts from a CDN) are blocked, so the check runs offline and says only what the site
-itself does. Screenshots of the introduction and of one notebook page are kept.
+not broken), and raise no console error from the site's own files. Every request a page makes is
+recorded; one for anything not on the site's own host (a font, a script or a badge from a CDN) is
+blocked and fails the check, so the check runs offline and proves that the site needs no network.
+On every page with formulas, MathJax must have typeset each of them: no raw TeX (``\\(``, ``\\[``,
+``$$``) may be left in the page's text, and a page whose source has formulas must show them.
+Screenshots of the introduction, of one notebook page with figures and of the first formula are kept.
 """
 
 from __future__ import annotations
 
 import functools
 import http.server
+import re
 import shutil
 import threading
 from collections.abc import Iterator
@@ -30,6 +34,32 @@ CHROMIUM_FLAGS = [
 ]
 
 
+#: Schemes that are not network requests (inline images, generated objects).
+LOCAL_SCHEMES = ("data:", "blob:", "about:")
+
+#: The text of a page outside code blocks and typeset formulas, where raw TeX must not remain.
+VISIBLE_TEXT_JS = """() => {
+  const skip = "pre, code, script, style, textarea, mjx-container, .highlight";
+  const walker = document.createTreeWalker(document.querySelector("main") || document.body, NodeFilter.SHOW_TEXT);
+  const parts = [];
+  while (walker.nextNode()) {
+    const parent = walker.currentNode.parentElement;
+    if (parent && !parent.closest(skip)) parts.push(walker.currentNode.textContent);
+  }
+  return parts.join("");
+}"""
+RAW_TEX = re.compile(r"\\\(|\\\)|\\\[|\\\]|\$\$")
+
+_DOLLAR_MATH = re.compile(r"\$\$.+?\$\$|(?<![\\$\w])\$[^\s$][^$\n]*?(?<![\s\\])\$(?![\w$])", re.S)
+_CODE = re.compile(r"```.*?```|`[^`\n]*`", re.S)
+
+
+def has_formulas(markdown: str) -> bool:
+    """Whether MyST markdown contains maths (``$...$``, ``$$...$$`` or a ``{math}`` role/directive), outside code."""
+    text = _CODE.sub("", markdown)
+    return bool(_DOLLAR_MATH.search(text)) or "{math}" in text or "\\begin{" in text
+
+
 @dataclass
 class PageCheck:
     page: str
@@ -37,6 +67,8 @@ class PageCheck:
     images: int
     expected_images: int
     problems: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)  # every URL the page asked for, in order
+    formulas: int = 0  # formulas MathJax typeset on the page
 
 
 @contextmanager
@@ -66,26 +98,29 @@ def find_chromium() -> str:
     raise FileNotFoundError("No Chromium found. Install it (Debian: apt-get install chromium) to check the site.")
 
 
-def expected_pages(html: Path, book: Path) -> dict[str, tuple[str, int]]:
-    """Each page to check, with the title it must show and how many figures it must contain."""
-    pages = {"intro.html": ("Adapting language models to a domain", 0)}
+def expected_pages(html: Path, book: Path) -> dict[str, tuple[str, int, bool]]:
+    """Each page to check: the title it must show, how many figures it must contain, whether it has formulas."""
+    pages = {}
     for name, title in (
-        ("report.html", "course report"),
-        ("glossary.html", "Glossary"),
-        ("references.html", "References"),
+        ("intro", "Adapting language models to a domain"),
+        ("report", "course report"),
+        ("glossary", "Glossary"),
+        ("references", "References"),
     ):
-        pages[name] = (title, 0)
+        source = book / f"{name}.md"
+        pages[f"{name}.html"] = (title, 0, source.is_file() and has_formulas(source.read_text(encoding="utf-8")))
     for notebook in sorted((book / "notebooks").glob("*.ipynb")):
         nb = nbformat.read(notebook, as_version=4)
         title = next(line[2:].strip() for line in nb.cells[0].source.splitlines() if line.startswith("# "))
         images = sum(
             1
             for cell in nb.cells
-            if cell.cell_type == "code"
+            if cell.cell_type == "code" and "remove-cell" not in cell.metadata.get("tags", [])
             for output in cell.outputs
             if any(mime in output.get("data", {}) for mime in ("image/png", "image/svg+xml", "image/jpeg"))
         )
-        pages[f"notebooks/{notebook.stem}.html"] = (title, images)
+        formulas = any(cell.cell_type == "markdown" and has_formulas(cell.source) for cell in nb.cells)
+        pages[f"notebooks/{notebook.stem}.html"] = (title, images, formulas)
     missing = [page for page in pages if not (html / page).is_file()]
     if missing:
         raise FileNotFoundError(f"The built site lacks {missing}; build it first (python -m course_utils.book).")
@@ -98,14 +133,27 @@ def check_site(html: Path, book: Path, screenshots: Path) -> list[PageCheck]:
 
     pages = expected_pages(html, book)
     screenshots.mkdir(parents=True, exist_ok=True)
+    for stale in ("intro.png", "notebook.png", "formula.png"):  # each run takes its own
+        (screenshots / stale).unlink(missing_ok=True)
     results = []
     with serve(html) as base, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=find_chromium(), args=CHROMIUM_FLAGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
-        context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(base) else route.abort())
-        for page_name, (title, expected) in pages.items():
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, service_workers="block")
+        requested: list[str] = []  # the current page's requests (pages are checked one at a time)
+
+        def only_the_site(route) -> None:
+            url = route.request.url
+            requested.append(url)
+            if url.startswith(f"{base}/") or url.startswith(LOCAL_SCHEMES):
+                route.continue_()
+            else:
+                route.abort("blockedbyclient")
+
+        context.route("**/*", only_the_site)
+        for page_name, (title, expected, formulas_expected) in pages.items():
             page = context.new_page()
             problems: list[str] = []
+            requested.clear()
             page.on(
                 "console",
                 lambda msg, problems=problems: (
@@ -144,14 +192,52 @@ def check_site(html: Path, book: Path, screenshots: Path) -> list[PageCheck]:
                 )
                 if colab.count() == 0:
                     problems.append("no 'Open in Colab' link to this notebook")
+            formulas = check_formulas(page, formulas_expected, problems)
+            outside = [url for url in requested if not url.startswith((f"{base}/", *LOCAL_SCHEMES))]
+            problems += [f"requested {url} from outside the site (blocked)" for url in dict.fromkeys(outside)]
             if page_name == "intro.html":
                 page.screenshot(path=str(screenshots / "intro.png"))
             elif page_name.startswith("notebooks/") and not (screenshots / "notebook.png").exists() and expected:
                 page.screenshot(path=str(screenshots / "notebook.png"))
-            results.append(PageCheck(page_name, shown_title, sum(image_states), expected, problems))
+            if formulas and not (screenshots / "formula.png").exists():
+                page.locator("mjx-container").first.scroll_into_view_if_needed()
+                page.screenshot(path=str(screenshots / "formula.png"))
+            results.append(
+                PageCheck(page_name, shown_title, sum(image_states), expected, problems, list(requested), formulas)
+            )
             page.close()
         browser.close()
     return results
+
+
+def check_formulas(page, expected: bool, problems: list[str], timeout_ms: int = 20_000) -> int:
+    """Wait for MathJax to typeset the page; add a problem for raw TeX left in its text. Returns the formulas typeset."""
+    math = page.locator(".math").count()  # Sphinx wraps every formula in a .math element
+    if expected and not math:
+        problems.append("its source has formulas, but the page shows none as maths")
+    if math:
+        # The page's deferred scripts have run by its load event; a page configuration alone is no MathJax.
+        loaded = "() => Boolean(window.MathJax && typeof MathJax.typesetPromise === 'function')"
+        if not page.evaluate(loaded):
+            problems.append(f"MathJax did not load, so {math} formula(s) stay raw TeX")
+            return 0
+        try:
+            page.evaluate("() => { MathJax.startup.promise.then(() => { window.__courseTypeset = true; }); }")
+            page.wait_for_function("() => window.__courseTypeset === true", timeout=timeout_ms)
+        except Exception as error:  # playwright's TimeoutError, or a MathJax error
+            problems.append(f"MathJax did not finish typesetting {math} formula(s) ({type(error).__name__})")
+            return 0
+        untypeset = page.eval_on_selector_all(
+            ".math", "els => els.filter(e => !e.querySelector('mjx-container')).length"
+        )
+        if untypeset:
+            problems.append(f"{untypeset} of {math} formula(s) were not typeset")
+    text = page.evaluate(VISIBLE_TEXT_JS)
+    raw = [m.start() for m in RAW_TEX.finditer(text)]
+    if raw:
+        examples = "; ".join(repr(text[max(0, i - 20) : i + 20]) for i in raw[:3])
+        problems.append(f"raw TeX left in the text {len(raw)} time(s), e.g. {examples}")
+    return page.locator("mjx-container").count()
 
 
 def main() -> int:
@@ -162,7 +248,10 @@ def main() -> int:
     results = check_site(BOOK_DIR / "_build" / "html", BOOK_DIR, build_dir() / "screenshots")
     for result in results:
         mark = "✓" if not result.problems else "✗"
-        print(f"{mark} {result.page}: {result.images}/{result.expected_images} figures  {'; '.join(result.problems)}")
+        print(
+            f"{mark} {result.page}: {result.images}/{result.expected_images} figures, {result.formulas} formulas, "
+            f"{len(result.requests)} requests  {'; '.join(result.problems)}"
+        )
     return 0 if all(not r.problems for r in results) else 1
 
 

@@ -5,13 +5,16 @@ exported twice, and near-copies that differ by a word. A model pretrained on the
 copies and leaks them across a train/validation split, so the pipeline is: normalise, clean, drop
 boilerplate, filter by length, remove exact and near duplicates, and only then split.
 
-The tokenizer is a BERT-style WordPiece model trained with the ``tokenizers`` library and wrapped
-as a ``transformers.PreTrainedTokenizerFast`` so that models, collators and pipelines accept it.
+The tokenizer is a BERT-style WordPiece model: its vocabulary is learned by the course's own small
+trainer (:func:`wordpiece_vocab`, deterministic where the ``tokenizers`` library's trainer is not),
+then built as a ``tokenizers`` WordPiece model and wrapped as a ``transformers.PreTrainedTokenizerFast``
+so that models, collators and pipelines accept it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
 import html
 import re
 import string
@@ -19,9 +22,10 @@ import unicodedata
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from itertools import pairwise
 
 import numpy as np
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
 #: BERT's special tokens, in the order they get ids 0..4 ([PAD] = 0 is what BertConfig expects).
@@ -178,36 +182,142 @@ def near_duplicate_clusters(
 # ---------------------------------------------------------------------------------------- WordPiece
 
 
+def _bert_normalizer() -> normalizers.Normalizer:
+    return normalizers.BertNormalizer(lowercase=True, strip_accents=True, clean_text=True)
+
+
+def word_counts(texts: Iterable[str]) -> Counter[str]:
+    """How often each word occurs, after BERT's normaliser and pre-tokenizer (the units WordPiece splits).
+
+    Identical texts are normalised once and counted as often as they occur, which matters for the
+    course's generated corpora, where short sentences repeat many times.
+    """
+    normalizer, pre_tokenizer = _bert_normalizer(), pre_tokenizers.BertPreTokenizer()
+    counts: Counter[str] = Counter()
+    for text, repeats in Counter(texts).items():
+        for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)):
+            counts[word] += repeats
+    return counts
+
+
+def _merge_word(symbols: list[str], a: str, b: str, merged: str) -> list[str]:
+    """``symbols`` with every non-overlapping ``a, b`` (left to right) replaced by ``merged``."""
+    out, i = [], 0
+    while i < len(symbols):
+        if i + 1 < len(symbols) and symbols[i] == a and symbols[i + 1] == b:
+            out.append(merged)
+            i += 2
+        else:
+            out.append(symbols[i])
+            i += 1
+    return out
+
+
+def wordpiece_vocab(
+    counts: dict[str, int], vocab_size: int, *, min_frequency: int = 2, alphabet: Iterable[str] = BASE_ALPHABET
+) -> list[str]:
+    """Learn a WordPiece vocabulary (specials, characters, then merged pieces in the order learned).
+
+    1. The vocabulary starts as ``SPECIAL_TOKENS``, then every character of the words and of
+       ``alphabet`` (sorted by code point), then each character's ``##`` continuation form that
+       occurs inside a word (sorted): a word is split into its first character and ``##`` pieces.
+    2. Count every adjacent pair of pieces, weighted by how often its word occurs.
+    3. Merge the most frequent pair everywhere (``brav`` + ``##in`` -> ``bravin``) and add the merged
+       piece; a tie between equally frequent pairs goes to the pair whose pieces come first in code
+       point order, so the result depends on nothing but ``counts`` (not on hash order or the process).
+    4. Repeat until the vocabulary has ``vocab_size`` entries, no pair occurs ``min_frequency`` times,
+       or every word is a single piece.
+
+    Only pairs inside a word merge, and the score is the pair's frequency: the rule of the
+    ``tokenizers`` library's ``WordPieceTrainer``, whose ties fall in hash-map order instead.
+    """
+    vocab = list(SPECIAL_TOKENS)
+    known = set(vocab)
+    words = sorted(counts)  # a fixed order, so that every step below is reproducible
+    characters = sorted({c for word in words for c in word} | set(alphabet))
+    continuations = sorted({f"##{c}" for word in words for c in word[1:]})
+    for piece in [*characters, *continuations]:
+        if piece not in known:
+            vocab.append(piece)
+            known.add(piece)
+    symbols = [[word[0], *(f"##{c}" for c in word[1:])] for word in words]
+    frequency = [counts[word] for word in words]
+
+    pair_counts: Counter[tuple[str, str]] = Counter()
+    where: dict[tuple[str, str], set[int]] = {}  # pair -> the words that contain it (possibly stale)
+    for index, pieces in enumerate(symbols):
+        for pair in pairwise(pieces):
+            pair_counts[pair] += frequency[index]
+            where.setdefault(pair, set()).add(index)
+    heap = [(-count, a, b) for (a, b), count in pair_counts.items()]  # most frequent first, then code point order
+    heapq.heapify(heap)
+
+    while len(vocab) < vocab_size and heap:
+        negative, a, b = heapq.heappop(heap)
+        if pair_counts.get((a, b), 0) != -negative:
+            continue  # an outdated entry; the pair's current count was pushed when it changed
+        if -negative < min_frequency:
+            break
+        merged = a + b.removeprefix("##")
+        if merged not in known:
+            vocab.append(merged)
+            known.add(merged)
+        changed: set[tuple[str, str]] = set()
+        for index in sorted(where.pop((a, b))):
+            old = symbols[index]
+            new = _merge_word(old, a, b, merged)
+            if new == old:
+                continue
+            for pair in pairwise(old):
+                pair_counts[pair] -= frequency[index]
+                changed.add(pair)
+            for pair in pairwise(new):
+                pair_counts[pair] += frequency[index]
+                where.setdefault(pair, set()).add(index)
+                changed.add(pair)
+            symbols[index] = new
+        for pair in sorted(changed):
+            if pair_counts[pair] > 0:
+                heapq.heappush(heap, (-pair_counts[pair], *pair))
+            else:
+                del pair_counts[pair]
+    return vocab
+
+
 def train_wordpiece(
     texts: Iterable[str], vocab_size: int, *, min_frequency: int = 2, model_max_length: int = 512
 ) -> PreTrainedTokenizerFast:
     """Train a lower-casing BERT WordPiece vocabulary on ``texts`` and wrap it for ``transformers``.
 
-    The pieces are the ``tokenizers`` library's (normaliser, pre-tokenizer, trainer, post-processor
-    that adds [CLS] ... [SEP]); the wrapper gives it the special-token attributes that models,
-    ``DataCollatorForLanguageModeling`` and ``pipeline("fill-mask")`` look for. Training stops early
-    when every word of the text is already one piece, so the vocabulary may be smaller than asked
-    (and it always holds every character of ``BASE_ALPHABET``, alone and as a ``##`` piece, so no
-    word of plain English text becomes [UNK]).
+    Training is the course's own :func:`wordpiece_vocab`: BERT's normaliser and pre-tokenizer cut the
+    text into words (:func:`word_counts`); starting from single characters (a word's first one
+    alone, the others as ``##`` pieces), the most *frequent* adjacent pair of pieces is merged,
+    again and again, until the vocabulary has ``vocab_size`` entries (specials and characters
+    included), no pair occurs ``min_frequency`` times, or every word is one piece, so the
+    vocabulary may be smaller than asked. Frequency is the rule of the ``tokenizers`` library's
+    ``WordPieceTrainer``; the original WordPiece (Schuster and Nakajima, 2012) instead merges the
+    pair that most increases the training text's likelihood under a unigram model of the pieces
+    (``count(ab) / (count(a) count(b))``). Unlike ``WordPieceTrainer``, which breaks ties between
+    equally frequent pairs in an order that changes from process to process, ties here go by code
+    point order, so the same texts and size give a byte-identical ``tokenizer.json`` on every run
+    and machine. The vocabulary also holds every character of ``BASE_ALPHABET``, alone and as a
+    ``##`` piece, so no word of plain English text becomes [UNK].
+
+    The result is a ``tokenizers`` WordPiece model (greedy longest-match-first), with BERT's
+    normaliser, pre-tokenizer, decoder and a post-processor that adds [CLS] ... [SEP], wrapped as a
+    ``PreTrainedTokenizerFast`` with the special-token attributes that models,
+    ``DataCollatorForLanguageModeling`` and ``pipeline("fill-mask")`` look for.
     """
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=100))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True, clean_text=True)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.decoder = decoders.WordPiece(prefix="##")
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size,
-        min_frequency=min_frequency,
-        special_tokens=list(SPECIAL_TOKENS),
-        initial_alphabet=list(BASE_ALPHABET),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(texts, trainer=trainer)
-    # The trainer adds the alphabet only in word-initial form; a letter never seen inside a word
-    # would then turn a whole word into [UNK]. Give every character its "##" continuation piece too.
-    vocab = tokenizer.get_vocab()
+    learned = wordpiece_vocab(word_counts(texts), vocab_size, min_frequency=min_frequency)
+    vocab = {piece: index for index, piece in enumerate(learned)}
+    # Every character also as a "##" continuation piece: a letter never seen inside a word would
+    # otherwise turn a whole word into [UNK].
     for piece in [*BASE_ALPHABET, *(f"##{c}" for c in BASE_ALPHABET)]:
         vocab.setdefault(piece, len(vocab))
-    tokenizer.model = models.WordPiece(vocab=vocab, unk_token="[UNK]", max_input_chars_per_word=100)
+    tokenizer = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]", max_input_chars_per_word=100))
+    tokenizer.normalizer = _bert_normalizer()
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece(prefix="##")
     cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",

@@ -4,7 +4,9 @@ Notebook 02 builds :func:`scaled_dot_product_attention` and :class:`MultiHeadAtt
 notebook 03 adds :class:`Embeddings`, :class:`FeedForward`, :class:`EncoderLayer` and :class:`Encoder`
 and shows that, given the same weights (:func:`load_bert_encoder`), they compute exactly what Hugging Face's
 ``BertModel`` computes. :class:`EncoderClassifier` is the small attention classifier whose heatmaps notebook 02
-reads. Later notebooks import these pieces from here, so the course has one implementation of each.
+reads. The teaching notebooks check their step-by-step versions against these; the BERT models that
+notebooks 05 and 06 pretrain are Hugging Face's ``BertForMaskedLM``, whose ``.bert`` encoder
+:func:`load_bert_encoder` loads into :class:`Encoder` (notebook 03 shows the outputs agree).
 
 Shapes use these letters: ``B`` batch, ``H`` heads, ``T`` tokens (``Tq`` queries, ``Tk`` keys),
 ``D`` hidden size, ``Dh = D / H`` per-head size, ``I`` feed-forward width, ``V`` vocabulary size.
@@ -53,12 +55,20 @@ def masked_softmax(scores: Tensor, mask: Tensor | None = None) -> Tensor:
 
     ``mask`` is boolean (``True`` keeps) or additive float; either broadcasts against ``scores``.
     Setting a score to ``-inf`` before the softmax is what makes its weight ``exp(-inf) = 0``.
+
+    A row whose every score is ``-inf`` (a query that may see no key at all) would be ``0 / 0 = NaN``;
+    such a query reads nothing, so its weights are all **zero** (its attention output is the zero
+    vector), as PyTorch's ``scaled_dot_product_attention`` returns too. Its gradient is zero as well,
+    so no NaN reaches the rest of the model. Other rows sum to 1.
     """
     if mask is not None and mask.dtype == torch.bool:
         scores = scores.masked_fill(~mask, float("-inf"))  # (..., Tq, Tk)
     elif mask is not None:
         scores = scores + mask  # (..., Tq, Tk)
-    return torch.softmax(scores, dim=-1)  # (..., Tq, Tk), each row sums to 1
+    nothing_to_see = torch.isneginf(scores).all(dim=-1, keepdim=True)  # (..., Tq, 1): fully masked rows
+    scores = scores.masked_fill(nothing_to_see, 0.0)  # (..., Tq, Tk): finite, so the softmax is not 0 / 0
+    weights = torch.softmax(scores, dim=-1)  # (..., Tq, Tk), each row sums to 1
+    return weights.masked_fill(nothing_to_see, 0.0)  # (..., Tq, Tk): fully masked rows are all zero
 
 
 def scaled_dot_product_attention(
@@ -168,6 +178,7 @@ class EncoderConfig:
     layer_norm_eps: float = 1e-12  # BERT's epsilon; PyTorch's default is 1e-5
     pre_ln: bool = False  # False: BERT's post-LN; True: normalise *before* each sublayer
     pad_token_id: int = 0  # its embedding row gets no gradient
+    initializer_range: float | None = None  # None: PyTorch's default start; 0.02: BERT's N(0, 0.02)
 
     @classmethod
     def from_profile(cls, profile: Any, **overrides: Any) -> EncoderConfig:
@@ -199,7 +210,30 @@ class EncoderConfig:
             attention_dropout=config.attention_probs_dropout_prob,
             layer_norm_eps=config.layer_norm_eps,
             pad_token_id=config.pad_token_id,
+            initializer_range=config.initializer_range,
         )
+
+
+@torch.no_grad()
+def init_bert_weights(module: nn.Module, std: float = 0.02) -> None:
+    """BERT's initialisation, for ``module.apply``: weights from N(0, std²), biases 0, layer norms 1 and 0.
+
+    PyTorch's own defaults differ (``nn.Linear`` draws uniformly with a scale of ``1/√fan_in``,
+    ``nn.Embedding`` from N(0, 1)); BERT, and Hugging Face's ``BertModel``, start every linear
+    layer and embedding table from a normal distribution with standard deviation
+    ``initializer_range`` = 0.02, and the padding token's embedding row at zero.
+    """
+    if isinstance(module, nn.Linear):
+        module.weight.normal_(0.0, std)
+        if module.bias is not None:
+            module.bias.zero_()
+    elif isinstance(module, nn.Embedding):
+        module.weight.normal_(0.0, std)
+        if module.padding_idx is not None:
+            module.weight[module.padding_idx].zero_()
+    elif isinstance(module, nn.LayerNorm):
+        module.weight.fill_(1.0)
+        module.bias.zero_()
 
 
 class Embeddings(nn.Module):
@@ -275,7 +309,13 @@ class EncoderLayer(nn.Module):
 
 
 class Encoder(nn.Module):
-    """Embeddings and a stack of encoder layers: token ids in, one contextual vector per token out."""
+    """Embeddings and a stack of encoder layers: token ids in, one contextual vector per token out.
+
+    By default its parameters start from PyTorch's defaults, not from BERT's N(0, 0.02): the
+    notebooks either load trained BERT weights into it (then the start does not matter) or train it
+    from scratch in small experiments tuned with that start. ``initializer_range=0.02`` starts it as
+    BERT does (:func:`init_bert_weights`).
+    """
 
     def __init__(self, config: EncoderConfig) -> None:
         super().__init__()
@@ -284,6 +324,8 @@ class Encoder(nn.Module):
         self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.num_layers))
         # Pre-LN layers add to an un-normalised residual stream, so it gets one norm at the very end.
         self.final_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.pre_ln else None
+        if config.initializer_range is not None:  # BERT's start instead of PyTorch's defaults
+            self.apply(lambda module: init_bert_weights(module, config.initializer_range))
 
     def forward(
         self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None
@@ -312,6 +354,8 @@ class EncoderClassifier(nn.Module):
         self.encoder = Encoder(config)
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.hidden_size, num_labels)
+        if config.initializer_range is not None:
+            init_bert_weights(self.head, config.initializer_range)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
         """``input_ids (B, T)`` → logits ``(B, num_labels)``."""

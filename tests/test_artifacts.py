@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from course_utils import artifacts
+from course_utils import artifacts, cache
 from course_utils.cache import ArtifactCache
 from course_utils.profiles import get_profile
 
@@ -60,3 +60,30 @@ def test_the_key_follows_what_the_builder_reads():
     assert base != artifacts.general_bert_config(get_profile(TINY, pretrain_steps=6), 0)
     assert base != artifacts.general_bert_config(get_profile(TINY, vocab_size=400), 0)  # through the tokenizer
     assert base == artifacts.general_bert_config(get_profile(TINY, finetune_epochs=9), 0)  # a field it does not read
+
+
+def test_editing_the_code_a_builder_runs_gives_new_keys_for_it_and_what_builds_on_it(package_copy, monkeypatch):
+    monkeypatch.setattr(cache, "SOURCE_ROOT", package_copy)  # fingerprint the copy, which we may edit
+
+    def keys() -> dict[str, str]:
+        configs = {
+            "tokenizer": artifacts.tokenizer_config(TINY),
+            "general_bert": artifacts.general_bert_config(TINY),
+            "dapt_bert": artifacts.dapt_bert_config(TINY),
+        }
+        return {name: cache.cache_key(name, config) for name, config in configs.items()}
+
+    def edit(module: str) -> dict[str, bool]:
+        """Append a comment to a module; which keys changed."""
+        before = keys()
+        path = package_copy / "course_utils" / module
+        path.write_text(path.read_text() + "\n# edited\n")
+        return {name: key != before[name] for name, key in keys().items()}
+
+    assert edit("ngram.py") == {"tokenizer": False, "general_bert": False, "dapt_bert": False}  # no builder runs it
+    assert edit("probing.py") == {"tokenizer": False, "general_bert": False, "dapt_bert": False}
+    assert edit("mlm.py") == {"tokenizer": False, "general_bert": True, "dapt_bert": True}  # train_mlm imports it
+    assert edit("domain_pretraining.py") == {"tokenizer": False, "general_bert": False, "dapt_bert": True}
+    assert edit("tokenization.py") == {"tokenizer": True, "general_bert": True, "dapt_bert": True}
+    assert edit("world/grammar.py") == {"tokenizer": True, "general_bert": True, "dapt_bert": True}
+    assert edit("artifacts.py") == {"tokenizer": True, "general_bert": True, "dapt_bert": True}  # the builders

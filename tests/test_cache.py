@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from course_utils.cache import MANIFEST, ArtifactCache, cache_key
+from course_utils.cache import MANIFEST, ArtifactCache, cache_key, fingerprint, source_files
 
 CONFIG = {"size": 16, "seed": 0, "profile": "fast"}
 
@@ -56,6 +56,35 @@ def test_the_key_depends_on_config_and_name():
     assert cache_key("a", CONFIG) == cache_key("a", dict(reversed(list(CONFIG.items()))))
     assert cache_key("a", CONFIG) != cache_key("a", {**CONFIG, "seed": 1})
     assert cache_key("a", CONFIG) != cache_key("b", CONFIG)
+
+
+def test_source_files_follow_imports_from_the_source_without_running_it(package_copy):
+    files = source_files("course_utils.training", root=package_copy)
+    assert {"course_utils/training.py", "course_utils/mlm.py", "course_utils/profiles.py"} <= files
+    assert "course_utils/__init__.py" in files  # importing course_utils.training runs it too
+    assert "course_utils/ngram.py" not in files and "course_utils/data.py" not in files
+    world = source_files("course_utils.world", root=package_copy)
+    assert {"course_utils/world/__init__.py", "course_utils/world/tasks.py", "course_utils/paths.py"} <= world
+    assert source_files("course_utils.training", follow_imports=False, root=package_copy) == {
+        "course_utils/__init__.py",
+        "course_utils/training.py",
+    }
+    with pytest.raises(ValueError, match="course_utils.nothing"):
+        source_files("course_utils.nothing", root=package_copy)
+
+
+def test_editing_a_fingerprinted_module_changes_the_fingerprint(package_copy):
+    def training_code() -> str:
+        return fingerprint(source_files("course_utils.training", root=package_copy), package_copy)
+
+    before = training_code()
+    assert training_code() == before, "the same source gives the same fingerprint"
+    ngram = package_copy / "course_utils" / "ngram.py"
+    ngram.write_text(ngram.read_text() + "\n# a module training.py does not import\n")
+    assert training_code() == before
+    mlm = package_copy / "course_utils" / "mlm.py"  # imported by training.py
+    mlm.write_text(mlm.read_text().replace("IGNORE_INDEX = -100", "IGNORE_INDEX = -1"))
+    assert training_code() != before
 
 
 @pytest.mark.parametrize(
@@ -139,7 +168,9 @@ def test_environment_variable_moves_the_default_cache(tmp_path, monkeypatch):
 def test_command_line_lists_and_clears(tmp_path):
     env = {"COURSE_ARTIFACTS": str(tmp_path / "cli"), "PATH": ""}
     ArtifactCache(tmp_path / "cli").get_or_build("weights", build_weights, load_weights, config=CONFIG)
-    listing = subprocess.run([sys.executable, "-m", "course_utils.cache"], env=env, capture_output=True, text=True, check=True)
+    listing = subprocess.run(
+        [sys.executable, "-m", "course_utils.cache"], env=env, capture_output=True, text=True, check=True
+    )
     assert "weights-" in listing.stdout
     cleared = subprocess.run(
         [sys.executable, "-m", "course_utils.cache", "--clear"], env=env, capture_output=True, text=True, check=True

@@ -9,13 +9,18 @@ import pytest
 
 from course_utils.data import (
     corpus_floor,
+    corpus_texts,
+    evaluation_texts,
     list_domains,
     list_tasks,
     load_corpus,
     load_task,
+    task_domain,
     task_info,
+    task_texts,
 )
 from course_utils.profiles import get_profile
+from course_utils.tokenization import clean_text
 from course_utils.world import SPLITS
 
 
@@ -116,6 +121,54 @@ def test_local_task_files_are_split_and_labeled(tmp_path):
         load_task(one_label)
 
 
+@pytest.mark.parametrize("suffix", [".txt", ".jsonl", ".csv"])
+def test_a_file_that_is_not_utf8_names_the_line_and_byte_and_says_how_to_fix_it(tmp_path, suffix):
+    lines = {
+        ".txt": [b"First line.", b"Coffee at the caf\xe9."],
+        ".jsonl": [b'{"text": "one", "label": "a"}', b'{"text": "caf\xe9", "label": "b"}'],
+        ".csv": [b"text,label", b"caf\xe9,b"],
+    }[suffix]
+    path = tmp_path / f"latin1{suffix}"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    loader = load_corpus if suffix == ".txt" else load_task
+    with pytest.raises(ValueError) as info:
+        loader(path)
+    message = str(info.value)
+    assert f"latin1{suffix}, line 2" in message and "0xe9" in message and "not valid utf-8" in message
+    assert "Re-encode the file as UTF-8" in message and f"{loader.__name__}(path, encoding='latin-1')" in message
+    if suffix == ".txt":  # the advice works: with the right encoding the file loads
+        assert list(load_corpus(path, encoding="latin-1")["text"]) == ["First line.", "Coffee at the café."]
+    with pytest.raises(ValueError, match="unknown encoding"):
+        loader(path, encoding="no-such-codec")
+
+
+def test_a_utf8_byte_order_mark_is_not_part_of_the_header(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbftext\nhello\n")
+    assert list(load_corpus(path)["text"]) == ["hello"]
+
+
+def test_a_task_file_too_small_for_every_split_is_refused_with_the_sizes(tmp_path):
+    path = tmp_path / "tiny.jsonl"
+    path.write_text("\n".join(json.dumps({"text": f"note {i}", "label": "ab"[i % 2]}) for i in range(6)))
+    with pytest.raises(ValueError) as info:
+        load_task(path)
+    message = str(info.value)
+    assert "tiny.jsonl: 6 labeled rows" in message and "train 5, validation 0, test 1" in message
+    assert "validation split would be empty" in message and "Add labeled rows" in message
+    path.write_text("\n".join(json.dumps({"text": f"note {i}", "label": "ab"[i % 2]}) for i in range(8)))
+    assert [len(part) for part in load_task(path).values()] == [6, 1, 1]  # the smallest size that works
+
+
+def test_missing_columns_say_how_to_name_them(tmp_path):
+    path = tmp_path / "notes.csv"
+    path.write_text("body,category\nchest pain,cardiology\n")
+    with pytest.raises(ValueError, match=r"load_task\(path, text_column='...' and label_column='...'\)"):
+        load_task(path)
+    with pytest.raises(ValueError, match="Rename the column that holds the text to 'text'"):
+        load_corpus(path)
+
+
 def test_csv_with_unquoted_commas_is_reported(tmp_path):
     path = tmp_path / "bad.csv"
     path.write_text("text,label\nhello, world,1\n")
@@ -136,3 +189,36 @@ def test_loaders_are_cached_and_repeatable():
     again = load_task("legal", "fast", 2)
     assert list(first["negation"]["text"]) == list(again["negation"]["text"])
     assert list(load_task("legal", "fast", 3)["negation"]["text"]) != list(first["negation"]["text"])
+
+
+SMALL = get_profile("fast", corpus_sentences=300, task_train=40, task_eval=12, dapt_eval_texts=4)
+
+
+def test_task_domain_takes_a_task_or_its_domain_and_refuses_others():
+    assert task_domain("clinical") == task_domain("clinical_specialty") == "clinical"
+    with pytest.raises(ValueError, match="Unknown task 'astrology'"):
+        task_domain("astrology")
+
+
+def test_the_shared_texts_come_from_the_splits_they_name():
+    validation = list(load_corpus("clinical", SMALL, 0, split="validation")["text"])
+    task = load_task("clinical", SMALL, 0)
+    texts = evaluation_texts(SMALL, seed=0)
+    assert texts == {
+        "general": list(load_corpus("general", SMALL, 0, split="validation")["text"][:4]),
+        "clinical": validation[:4],
+        "clinical_task": list(task["validation"]["text"][:4]),
+    }
+    assert set(evaluation_texts(SMALL, seed=0, domain="general")) == {"general"}  # no task, no task texts
+    assert task_texts("clinical", SMALL) == list(task["train"]["text"])
+    # generated text is clean already, so cleaning leaves the train split as it is
+    assert corpus_texts("clinical", SMALL, 0) == list(load_corpus("clinical", SMALL, 0, split="train")["text"])
+
+
+def test_corpus_texts_cleans_a_local_file(tmp_path):
+    raw = [f"<p>Note {i}: the patient&nbsp;is <b>well</b>.</p>" for i in range(10)]
+    path = tmp_path / "notes.txt"
+    path.write_text("\n".join(raw))
+    cleaned = corpus_texts(path, SMALL, 0)  # the train split: the first 80%, each text as notebook 04 cleans it
+    assert cleaned == [clean_text(text) for text in raw[:8]]
+    assert not any("<" in text or "&nbsp;" in text for text in cleaned)

@@ -58,3 +58,22 @@ def test_pick_device_prefers_an_explicit_choice_and_defaults_sensibly():
         assert pick_device().type == expected
     else:
         assert pick_device().type in ("cpu", "mps")
+
+
+def test_a_shown_figure_carries_its_title_in_the_output_metadata():
+    """The inline backend's figure metadata gets the title, which the course site uses as alt text."""
+    import matplotlib.pyplot as plt
+    from matplotlib_inline import backend_inline
+
+    from course_utils.env import FIGURE_TITLE_KEY, figure_title, titles_in_figure_outputs
+
+    assert titles_in_figure_outputs() and titles_in_figure_outputs()  # patching twice wraps once
+    fig, (left, right) = plt.subplots(1, 2)
+    left.set_title("left")
+    right.set_title("right")
+    assert backend_inline._fetch_figure_metadata(fig)[FIGURE_TITLE_KEY] == "left; right"
+    fig.suptitle(f"cost at {3} steps")
+    assert figure_title(fig) == "cost at 3 steps"
+    untitled = plt.figure()
+    assert FIGURE_TITLE_KEY not in (backend_inline._fetch_figure_metadata(untitled) or {})
+    plt.close("all")

@@ -19,10 +19,12 @@ def test_bad_profile_values_are_rejected(bad):
         get_profile(bad)
 
 
-def test_auto_follows_cuda():
-    expected = "full" if torch.cuda.is_available() else "fast"
+@pytest.mark.parametrize(("cuda", "expected"), [(True, "full"), (False, "fast")])
+def test_auto_is_full_with_a_cuda_gpu_and_fast_without(monkeypatch, cuda, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     assert resolve_profile_name("auto") == expected
-    assert get_profile("AUTO").name == expected
+    assert get_profile("AUTO") == PROFILES[expected]
+    assert resolve_profile_name("fast") == "fast" and resolve_profile_name("full") == "full"  # only auto looks
 
 
 def test_full_is_at_least_as_large_as_fast_everywhere():

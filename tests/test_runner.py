@@ -9,7 +9,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from course_utils.runner import find_notebooks, run_notebook, write_report
+from course_utils.runner import NotebookRun, find_notebooks, run_notebook, write_report
 
 
 def test_selection_by_prefix_and_a_clear_error_for_unknown_names():
@@ -50,6 +50,35 @@ def test_a_failing_notebook_is_reported_not_raised(tmp_path):
     report = json.loads(json_path.read_text())
     assert report["notebooks"][0]["status"] == "failed"
     assert "failed" in md_path.read_text()
+
+
+def test_the_report_rounds_numbers_and_shows_nested_values_as_small_tables(tmp_path):
+    records = {
+        "speed_tokens_per_s": 1234567.891,
+        "accuracy": 0.2800000011920929,
+        "tiny": 0.0000123,
+        "device": "cpu",
+        "domain_shift_ppl": {
+            "general->general": 12.3456,
+            "general->clinical": 2345.678,
+            "clinical->general": 55.5,
+            "clinical->clinical": 3.2109,
+        },
+        "per_class": {
+            "cardiology": {"precision": 0.91234, "recall": 0.5},
+            "neurology": {"precision": 1.0, "recall": 0.25},
+        },
+    }
+    runs = [NotebookRun("01_ngram_language_models.ipynb", "ok", 20.34, 512.4, records)]
+    _, md_path = write_report(runs, tmp_path, "fast", 0)
+    text = md_path.read_text()
+    assert "| 01_ngram_language_models.ipynb | ok | 20.3 | 512 |" in text
+    assert "## 01 · N-gram language models" in text  # one section per notebook, under its title
+    for shown in ("| `speed_tokens_per_s` | 1,234,568 |", "| `accuracy` | 0.28 |", "| `tiny` | 1.23e-05 |"):
+        assert shown in text
+    assert "| | general | clinical |" in text and "| general | 12.35 | 2,346 |" in text  # a->b keys: a matrix
+    assert "| cardiology | 0.9123 | 0.5 |" in text  # a dict of dicts: one row per key
+    assert "0.2800000011920929" not in text and "{" not in text
 
 
 @pytest.mark.notebooks

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import pytest
 
 from course_utils.tokenization import (
@@ -18,6 +23,8 @@ from course_utils.tokenization import (
     shingles,
     train_wordpiece,
     word_count,
+    word_counts,
+    wordpiece_vocab,
 )
 
 TEXTS = [
@@ -86,3 +93,45 @@ def test_save_and_load_round_trip(tmp_path):
     loaded = PreTrainedTokenizerFast.from_pretrained(str(tmp_path))
     assert loaded("Bravinolol was started.")["input_ids"] == tokenizer("Bravinolol was started.")["input_ids"]
     assert loaded.mask_token == "[MASK]" and loaded.pad_token_id == 0
+
+
+def test_wordpiece_merges_the_most_frequent_pair_first():
+    counts = {"hug": 10, "pug": 5, "pun": 12, "bun": 4, "hugs": 5}
+    learned = wordpiece_vocab(counts, vocab_size=1000, alphabet=())[len(SPECIAL_TOKENS) :]
+    base = ["b", "g", "h", "n", "p", "s", "u", "##g", "##n", "##s", "##u"]  # characters, then ## forms
+    assert learned[: len(base)] == base
+    # u+g occurs 20 times, then u+n 16, h+ug 15, p+un 12; hug+s and p+ug tie at 5 ("hug" < "p"); b+un 4
+    assert learned[len(base) :] == ["##ug", "##un", "hug", "pun", "hugs", "pug", "bun"]
+    assert wordpiece_vocab(counts, vocab_size=17, alphabet=())[-1:] == ["##ug"]  # 16 base entries + 1 merge
+    assert "##un" not in wordpiece_vocab(counts, vocab_size=1000, min_frequency=17, alphabet=())
+
+
+def test_wordpiece_ties_go_by_code_point_whatever_the_input_order():
+    forward = wordpiece_vocab({"ab": 3, "cd": 3, "ef": 3}, vocab_size=1000, alphabet=())
+    backward = wordpiece_vocab({"ef": 3, "cd": 3, "ab": 3}, vocab_size=1000, alphabet=())
+    assert forward == backward and forward[-3:] == ["ab", "cd", "ef"]
+    assert word_counts(["Asthma, asthma!"]) == {"asthma": 2, ",": 1, "!": 1}
+
+
+def test_the_same_texts_give_a_byte_identical_tokenizer_in_separate_processes(tmp_path):
+    """tokenizers' own trainer breaks ties in hash-map order, which changes from process to process."""
+    script = textwrap.dedent(
+        """
+        import sys
+        from course_utils.tokenization import train_wordpiece
+        texts = open(sys.argv[1], encoding="utf-8").read().splitlines()
+        train_wordpiece(texts, vocab_size=150).save_pretrained(sys.argv[2])
+        """
+    )
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(TEXTS + ["Pravastatin and bravinolol, brevinolol and pravinolol."] * 3))
+    saved = []
+    for run, hash_seed in enumerate(("1", "2")):
+        folder = tmp_path / f"run{run}"
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        subprocess.run([sys.executable, "-c", script, str(texts), str(folder)], check=True, env=env, timeout=120)
+        saved.append((folder / "tokenizer.json").read_bytes())
+    assert saved[0] == saved[1]
+    in_process = tmp_path / "here"
+    train_wordpiece(texts.read_text().splitlines(), vocab_size=150).save_pretrained(str(in_process))
+    assert (in_process / "tokenizer.json").read_bytes() == saved[0]

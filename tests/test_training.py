@@ -1,4 +1,4 @@
-"""MLM masking and the training loop (course_utils.training)."""
+"""MLM masking (course_utils.mlm) and the training loop (course_utils.training)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import pytest
 import torch
 from transformers import BertForMaskedLM, DataCollatorForLanguageModeling
 
+from course_utils.mlm import IGNORE_INDEX, mask_tokens, pad_batch
 from course_utils.profiles import get_profile
 from course_utils.tokenization import train_wordpiece
-from course_utils.training import IGNORE_INDEX, linear_warmup_decay, make_bert_config, mask_tokens, pad_batch, train_mlm
+from course_utils.training import linear_warmup_decay, make_bert_config, train_mlm
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

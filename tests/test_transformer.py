@@ -62,6 +62,43 @@ def test_masked_softmax_zeroes_masked_positions() -> None:
     torch.testing.assert_close(weights.sum(-1), torch.ones(2))
 
 
+@pytest.mark.parametrize("kind", ["bool", "float"])
+def test_a_fully_masked_row_gets_zero_weights_not_nan(kind: str) -> None:
+    """A query that may see no key reads nothing: all-zero weights and output, as PyTorch's fused kernel gives."""
+    q, k, v = _qkv(b=1, h=2, tq=3, tk=4)
+    keep = torch.ones(1, 1, 3, 4, dtype=torch.bool)
+    keep[..., 1, :] = False  # query 1 may attend to nothing
+    mask = keep if kind == "bool" else torch.zeros(keep.shape).masked_fill(~keep, float("-inf"))
+    q.requires_grad_(True)
+    out, weights = scaled_dot_product_attention(q, k, v, mask)
+    assert torch.equal(weights[..., 1, :], torch.zeros(1, 2, 4))
+    assert torch.equal(out[..., 1, :], torch.zeros(1, 2, 8))
+    torch.testing.assert_close(weights[..., [0, 2], :].sum(-1), torch.ones(1, 2, 2))
+    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+    out.sum().backward()
+    assert torch.isfinite(q.grad).all() and torch.equal(q.grad[..., 1, :], torch.zeros(1, 2, 8))
+    assert torch.equal(masked_softmax(torch.randn(2, 3), torch.zeros(3, dtype=torch.bool)), torch.zeros(2, 3))
+
+
+def test_bert_initialisation_is_opt_in_and_matches_bert() -> None:
+    config = EncoderConfig(vocab_size=500, max_len=16, hidden_size=64, num_layers=2, num_heads=4, intermediate_size=128)
+    torch.manual_seed(0)
+    default = Encoder(config)  # PyTorch's defaults: embeddings from N(0, 1)
+    assert default.embeddings.tokens.weight[1:].std() > 0.5
+    torch.manual_seed(0)
+    bert_like = Encoder(EncoderConfig(**{**config.__dict__, "initializer_range": 0.02}))
+    for name, param in bert_like.named_parameters():
+        if "norm" in name:
+            expected = torch.ones_like(param) if name.endswith("weight") else torch.zeros_like(param)
+            assert torch.equal(param, expected), name
+        elif name.endswith("bias"):
+            assert torch.equal(param, torch.zeros_like(param)), name
+        else:
+            assert abs(param.std().item() - 0.02) < 0.003, name
+    assert torch.equal(bert_like.embeddings.tokens.weight[0], torch.zeros(64))  # the [PAD] row starts at zero
+    assert EncoderConfig.from_bert_config(BertConfig()).initializer_range == 0.02
+
+
 @pytest.mark.parametrize("kind", ["none", "bool", "float", "causal"])
 def test_attention_matches_pytorch(kind: str) -> None:
     q, k, v = _qkv(tq=6, tk=6)

@@ -2,11 +2,13 @@
 
 Definitions live in ``data/<domain>.yaml``; this package reads them (``definitions``), compiles
 their templates (``grammar``), writes corpora with exact log-probabilities (``generate``) and
-labeled tasks with challenge splits (``tasks``), and reports what is known (``truth``).
+labeled tasks with challenge splits (``tasks``), and reports what is known (``truth``) and what
+the definitions state about each entity (``facts``).
 Most notebooks use ``course_utils.data.load_corpus`` / ``load_task`` instead of this package.
 """
 
 from course_utils.world.definitions import DefinitionError, Domain, Entity, domain_names, load_domain
+from course_utils.world.facts import drug_specialties, entity_classes, unseen_entities
 from course_utils.world.generate import corpus_grammar, generate_corpus, sentence_logprob
 from course_utils.world.tasks import SPLITS, TYPO_RATE, add_typos, generate_task, held_out_entities, task_grammar
 from course_utils.world.text import detokenize, words
@@ -25,6 +27,8 @@ __all__ = [
     "corpus_grammar",
     "detokenize",
     "domain_names",
+    "drug_specialties",
+    "entity_classes",
     "entropy_floor",
     "generate_corpus",
     "generate_task",
@@ -33,6 +37,7 @@ __all__ = [
     "sentence_logprob",
     "task_grammar",
     "task_truth",
+    "unseen_entities",
     "words",
     "world_truth",
 ]

@@ -1,0 +1,218 @@
+"""Fine-tuning a pretrained encoder for text classification: the one loop every strategy shares.
+
+A classifier is an encoder (``BertModel``) whose token vectors are pooled into one vector per
+text and fed to a linear layer. Full fine-tuning trains everything; a linear probe freezes the
+encoder and trains only that layer; notebook 07 adds partial, BitFit, adapter and LoRA variants
+by choosing which parameters train. They all call ``train_classifier``, so a comparison between
+them changes what trains and nothing else.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import BertConfig, BertModel, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+#: How token vectors become one vector per text: the mean over real tokens, or the [CLS] vector
+#: passed through a dense layer and tanh (``BertForSequenceClassification``'s pooler).
+POOLINGS = ("mean", "cls")
+
+
+class SequenceClassifier(nn.Module):
+    """Encoder → pooled vector → dropout → linear: logits of shape (batch, num_labels).
+
+    ``forward`` takes ``labels`` and returns a loss like a Hugging Face model, so the same object
+    trains in ``train_classifier`` and in ``transformers.Trainer``.
+    """
+
+    def __init__(self, encoder: BertModel, num_labels: int, pooling: str = "mean", dropout: float = 0.1):
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"Unknown pooling {pooling!r}; choose one of {POOLINGS}.")
+        hidden = encoder.config.hidden_size
+        self.encoder, self.pooling, self.num_labels = encoder, pooling, num_labels
+        self.pooler = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh()) if pooling == "cls" else nn.Identity()
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden, num_labels)
+
+    @property
+    def config(self) -> BertConfig:
+        return self.encoder.config
+
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """One vector per text, (batch, hidden): what the linear head (or a probe) reads."""
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (b, seq, h)
+        if self.pooling == "cls":
+            return self.pooler(hidden[:, 0])  # (batch, hidden)
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (batch, seq, 1)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)  # (batch, hidden)
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> SequenceClassifierOutput:
+        logits = self.head(self.dropout(self.features(input_ids, attention_mask)))  # (batch, num_labels)
+        loss = F.cross_entropy(logits, labels) if labels is not None else None
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+def classifier_from(
+    source: PreTrainedModel | BertConfig, num_labels: int, *, pooling: str = "mean", seed: int = 0
+) -> SequenceClassifier:
+    """A classifier whose encoder starts from ``source``'s weights (a masked LM), or at random (a config).
+
+    Only the encoder is copied: the masked LM's prediction head has no use here, and the new
+    layers (pooler, head) are initialised from ``seed``, so two starting points differ only in
+    the encoder they bring.
+    """
+    config = source if isinstance(source, BertConfig) else source.config
+    torch.manual_seed(seed)
+    encoder = BertModel(config, add_pooling_layer=False)
+    if not isinstance(source, BertConfig):
+        encoder.load_state_dict(source.base_model.state_dict(), strict=False)
+    return SequenceClassifier(encoder, num_labels, pooling)
+
+
+def freeze_encoder(model: SequenceClassifier) -> SequenceClassifier:
+    """Stop gradients into the encoder (a linear probe): only the pooler and head still train."""
+    for parameter in model.encoder.parameters():
+        parameter.requires_grad_(False)
+    return model
+
+
+def trainable_parameters(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts: the first column of every fine-tuning table."""
+    total = sum(p.numel() for p in model.parameters())
+    return sum(p.numel() for p in model.parameters() if p.requires_grad), total
+
+
+@dataclass
+class EncodedSplit:
+    """A labeled split as padded tensors: input_ids and attention_mask (n, longest), labels (n,)."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, indices: Sequence[int]) -> EncodedSplit:
+        index = torch.as_tensor(list(indices), dtype=torch.long)
+        return EncodedSplit(self.input_ids[index], self.attention_mask[index], self.labels[index])
+
+
+def encode_split(
+    tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], labels: Sequence[int], max_length: int
+) -> EncodedSplit:
+    """Tokenize a split once, padded to its longest text (batches are trimmed again when drawn)."""
+    encoded = tokenizer(list(texts), truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+    return EncodedSplit(encoded["input_ids"], encoded["attention_mask"], torch.tensor(list(labels)))
+
+
+def labeled_subset(labels: Sequence[int], per_class: int | None, seed: int = 0) -> list[int]:
+    """Indices of ``per_class`` examples of every label, drawn with ``seed`` (all indices when ``None``).
+
+    A low-resource experiment keeps the classes balanced, so that a small training set still
+    shows every label; a label with fewer examples contributes all it has.
+    """
+    if per_class is None:
+        return list(range(len(labels)))
+    if per_class < 1:
+        raise ValueError(f"per_class must be a positive number of examples or None, got {per_class}.")
+    generator = torch.Generator().manual_seed(seed)
+    chosen: list[int] = []
+    for label in sorted(set(labels)):
+        members = [i for i, y in enumerate(labels) if y == label]
+        order = torch.randperm(len(members), generator=generator).tolist()
+        chosen.extend(members[j] for j in order[:per_class])
+    return sorted(chosen)
+
+
+def _batch(split: EncodedSplit, index: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
+    """Rows ``index`` of a split, trimmed to their longest text, on ``device``."""
+    attention = split.attention_mask[index]
+    longest = int(attention.sum(1).max())
+    return {
+        "input_ids": split.input_ids[index, :longest].to(device),
+        "attention_mask": attention[:, :longest].to(device),
+        "labels": split.labels[index].to(device),
+    }
+
+
+def train_classifier(
+    model: nn.Module,
+    train: EncodedSplit,
+    *,
+    lr: float,
+    epochs: int,
+    batch_size: int = 32,
+    min_steps: int = 0,
+    weight_decay: float = 0.01,
+    warmup_ratio: float = 0.1,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    desc: str = "Fine-tuning",
+) -> list[dict[str, Any]]:
+    """Train ``model`` on ``train`` with AdamW, linear warm-up and decay; returns one record per step.
+
+    Only parameters with ``requires_grad`` train, which is how every strategy (full, probe,
+    partial, adapters) is expressed. The run lasts ``epochs`` passes or ``min_steps`` steps,
+    whichever is longer: a tiny training set gets enough updates to fit at all.
+    """
+    if len(train) == 0:
+        raise ValueError("The training split is empty.")
+    device = torch.device(device)
+    steps = max(min_steps, epochs * math.ceil(len(train) / batch_size))
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    if not parameters:
+        raise ValueError("No parameter of the model requires a gradient: there is nothing to train.")
+    optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
+    warmup = max(1, round(warmup_ratio * steps))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (steps - s) / max(1, steps - warmup))
+    )
+    torch.manual_seed(seed)  # dropout
+    generator = torch.Generator().manual_seed(seed)  # data order
+    model.to(device).train()
+    history: list[dict[str, Any]] = []
+    start = time.perf_counter()
+    order: list[int] = []
+    for step in tqdm(range(1, steps + 1), desc=desc, disable=not progress, leave=False):
+        if len(order) < batch_size:
+            order += torch.randperm(len(train), generator=generator).tolist()
+        index, order = torch.tensor(order[:batch_size]), order[batch_size:]
+        loss = model(**_batch(train, index, device)).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        history.append({"step": step, "loss": loss.item(), "seconds": time.perf_counter() - start})
+    model.eval()
+    return history
+
+
+@torch.no_grad()
+def predict_logits(
+    model: nn.Module, split: EncodedSplit, batch_size: int = 256, device: str | torch.device | None = None
+) -> torch.Tensor:
+    """Logits for every row of ``split``, (n, num_labels), in eval mode (no dropout), on the CPU."""
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in range(0, len(split), batch_size):
+        batch = _batch(split, torch.arange(start, min(start + batch_size, len(split))), device)
+        batch.pop("labels")
+        out.append(model(**batch).logits.float().cpu())
+    model.train(was_training)
+    return torch.cat(out)

@@ -1,0 +1,186 @@
+"""The transfer benchmark: does pretraining pay off when a classifier is fine-tuned on the clinical task?
+
+For each starting point (random init, the general BERT, the DAPT and TAPT BERTs), each head
+(full fine-tuning, a linear probe on the frozen encoder), each labeled-set size and each seed, it
+fine-tunes once per learning rate of a small grid, keeps the run that is best on ``validation``
+(so every starting point gets its own tuned learning rate), and scores it on ``test``,
+``unseen_entities`` and ``negation``. The numbers decide the course's design, so they come from
+this one function that anyone can rerun::
+
+    python -m course_utils.transfer --profile fast --seeds 0 1 2 --out build/transfer.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sklearn.metrics import accuracy_score, f1_score
+from tqdm.auto import tqdm
+
+from course_utils import artifacts
+from course_utils.data import load_task
+from course_utils.env import pick_device
+from course_utils.finetuning import (
+    classifier_from,
+    encode_split,
+    freeze_encoder,
+    labeled_subset,
+    predict_logits,
+    train_classifier,
+)
+from course_utils.profiles import Profile, get_profile
+
+INITS = ("random", "general", "dapt", "tapt")
+HEADS = ("full", "linear_probe")
+SPLITS = ("test", "unseen_entities", "negation")
+#: Labeled notes per class in the low-resource runs (``None`` means the whole training split).
+LABELED_PER_CLASS: tuple[int | None, ...] = (20, None)
+#: The learning rates each run chooses from on validation: a frozen encoder needs larger steps.
+LEARNING_RATES = {"full": (3e-4, 1e-3), "linear_probe": (3e-3, 1e-2)}
+#: Fewest optimiser steps of any run, so that 20 notes per class are fitted at all.
+MIN_STEPS = 150
+POOLING = "mean"
+
+
+def _encoder_source(init: str, profile: Profile, seed: int) -> Any:
+    if init == "random":
+        return artifacts.get_general_bert(profile, seed, verbose=False).config
+    getters = {"general": artifacts.get_general_bert, "dapt": artifacts.get_dapt_bert, "tapt": artifacts.get_tapt_bert}
+    if init not in getters:
+        raise ValueError(f"Unknown init {init!r}; choose from {INITS}.")
+    return getters[init](profile, seed, verbose=False)
+
+
+def _scores(labels: Sequence[int], predicted: Sequence[int]) -> dict[str, float]:
+    return {
+        "accuracy": float(accuracy_score(labels, predicted)),
+        "macro_f1": float(f1_score(labels, predicted, average="macro", zero_division=0)),
+    }
+
+
+def run_benchmark(
+    profile: str | Profile = "fast",
+    seeds: Sequence[int] = (0, 1, 2),
+    *,
+    inits: Sequence[str] = INITS,
+    heads: Sequence[str] = HEADS,
+    labeled_per_class: Sequence[int | None] = LABELED_PER_CLASS,
+    task: str = "clinical",
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Every (init, head, labeled_per_class, seed) run, one row per evaluated split (see the module docstring)."""
+    p = get_profile(profile)
+    device = pick_device()
+    rows: list[dict[str, Any]] = []
+    jobs = [(seed, init, head, n) for seed in seeds for init in inits for head in heads for n in labeled_per_class]
+    bar = tqdm(jobs, desc="Transfer benchmark", disable=not progress)
+    for seed, init, head, n in bar:
+        bar.set_postfix_str(f"seed {seed} {init} {head} {n or 'all'}")
+        tokenizer = artifacts.get_tokenizer(p, seed, verbose=False)
+        dataset = load_task(task, p, seed)
+        split = {
+            name: encode_split(tokenizer, dataset[name]["text"], dataset[name]["label"], p.max_seq_len)
+            for name in ("train", "validation", *SPLITS)
+        }
+        train = split["train"].subset(labeled_subset(split["train"].labels.tolist(), n, seed))
+        source = _encoder_source(init, p, seed)
+        num_labels = dataset["train"].features["label"].num_classes
+        best: tuple[float, float, Any, float] | None = None
+        for lr in LEARNING_RATES[head]:
+            start = time.perf_counter()
+            model = classifier_from(source, num_labels, pooling=POOLING, seed=seed)
+            if head == "linear_probe":
+                freeze_encoder(model)
+            train_classifier(
+                model,
+                train,
+                lr=lr,
+                epochs=p.finetune_epochs,
+                batch_size=p.batch_size,
+                min_steps=MIN_STEPS,
+                seed=seed,
+                device=device,
+                progress=False,
+            )
+            seconds = time.perf_counter() - start
+            valid = _scores(split["validation"].labels.tolist(), predict_logits(model, split["validation"]).argmax(-1))
+            if best is None or valid["accuracy"] > best[0]:
+                best = (valid["accuracy"], lr, model, seconds)
+        _, lr, model, seconds = best
+        for name in SPLITS:
+            predicted = predict_logits(model, split[name]).argmax(-1).tolist()
+            rows.append(
+                {
+                    "init": init,
+                    "head": head,
+                    "labeled_per_class": n,
+                    "split": name,
+                    "seed": seed,
+                    **_scores(split[name].labels.tolist(), predicted),
+                    "lr": lr,
+                    "seconds": round(seconds, 2),
+                }
+            )
+    return rows
+
+
+def summarise(rows: Sequence[dict[str, Any]], metric: str = "accuracy") -> list[dict[str, Any]]:
+    """Mean and spread (standard deviation over seeds; 0 for one seed) of ``metric`` per init, head, size, split."""
+    groups: dict[tuple[Any, ...], list[float]] = {}
+    for row in rows:
+        key = (row["init"], row["head"], row["labeled_per_class"], row["split"])
+        groups.setdefault(key, []).append(row[metric])
+    return [
+        {
+            "init": init,
+            "head": head,
+            "labeled_per_class": n,
+            "split": split,
+            "mean": statistics.fmean(values),
+            "spread": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "seeds": len(values),
+        }
+        for (init, head, n, split), values in groups.items()
+    ]
+
+
+def format_table(rows: Sequence[dict[str, Any]], metric: str = "accuracy") -> str:
+    """A plain-text table: one line per init, head and size, one column per split, ``mean ± spread``."""
+    summary = summarise(rows, metric)
+    splits = [s for s in SPLITS if any(r["split"] == s for r in summary)]
+    cells = {(r["init"], r["head"], r["labeled_per_class"], r["split"]): r for r in summary}
+    lines = [f"{'init':8s} {'head':13s} {'labeled':>8s}  " + "  ".join(f"{s:>16s}" for s in splits)]
+    for init, head, n in dict.fromkeys((r["init"], r["head"], r["labeled_per_class"]) for r in summary):
+        values = [cells.get((init, head, n, s)) for s in splits]
+        text = [f"{v['mean']:.3f} ± {v['spread']:.3f}" if v else "" for v in values]
+        lines.append(
+            f"{init:8s} {head:13s} {('all' if n is None else f'{n}/class'):>8s}  "
+            + "  ".join(f"{t:>16s}" for t in text)
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", default="fast")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--inits", nargs="+", default=list(INITS), choices=INITS)
+    parser.add_argument("--heads", nargs="+", default=list(HEADS), choices=HEADS)
+    parser.add_argument("--out", type=Path, default=Path("build/transfer.json"))
+    args = parser.parse_args(argv)
+    rows = run_benchmark(args.profile, args.seeds, inits=args.inits, heads=args.heads)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(rows, indent=1))
+    print(format_table(rows))
+    print(f"{len(rows)} rows written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

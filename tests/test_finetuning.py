@@ -1,0 +1,131 @@
+"""The shared fine-tuning loop and the transfer benchmark on tiny sizes (course_utils.finetuning, .transfer)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import BertConfig, BertForMaskedLM
+
+from course_utils import transfer
+from course_utils.finetuning import (
+    EncodedSplit,
+    SequenceClassifier,
+    classifier_from,
+    freeze_encoder,
+    labeled_subset,
+    predict_logits,
+    train_classifier,
+    trainable_parameters,
+)
+from course_utils.profiles import get_profile
+
+CONFIG = BertConfig(
+    vocab_size=40, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+    max_position_embeddings=16,
+)  # fmt: skip
+
+
+def _keyword_split(n: int, seed: int) -> EncodedSplit:
+    """Texts of random tokens 10..39 where token 5 or 6 (the keyword) decides the label 0 or 1."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(10, 40, (n, 8), generator=g)
+    labels = torch.randint(0, 2, (n,), generator=g)
+    ids[:, 3] = 5 + labels
+    attention = torch.ones_like(ids)
+    attention[: n // 2, 6:] = 0  # some padding, which mean pooling must ignore
+    return EncodedSplit(ids, attention, labels)
+
+
+def test_mean_pooling_ignores_padding(one_thread):
+    model = classifier_from(CONFIG, 2, pooling="mean").eval()
+    ids = torch.randint(10, 40, (1, 6))
+    short = model.features(ids, torch.ones_like(ids))
+    padded_ids = torch.cat([ids, torch.zeros(1, 4, dtype=torch.long)], 1)
+    padded = model.features(padded_ids, torch.cat([torch.ones(1, 6), torch.zeros(1, 4)], 1).long())
+    torch.testing.assert_close(short, padded, atol=1e-5, rtol=1e-5)
+
+
+def test_classifier_copies_the_encoder_and_nothing_else():
+    torch.manual_seed(1)
+    source = BertForMaskedLM(CONFIG)
+    model = classifier_from(source, 3, seed=0)
+    for name, tensor in source.bert.state_dict().items():
+        torch.testing.assert_close(model.encoder.state_dict()[name], tensor, msg=name)
+    random_start = classifier_from(CONFIG, 3, seed=0)
+    assert not torch.equal(
+        random_start.encoder.embeddings.word_embeddings.weight, source.bert.embeddings.word_embeddings.weight
+    )
+    torch.testing.assert_close(random_start.head.weight, model.head.weight)  # same seed, same new head
+
+
+def test_training_learns_a_keyword_task_and_a_probe_leaves_the_encoder_alone(one_thread):
+    train, test = _keyword_split(256, 0), _keyword_split(128, 1)
+    model = classifier_from(CONFIG, 2, seed=0)
+    history = train_classifier(model, train, lr=3e-3, epochs=8, batch_size=32, progress=False)
+    assert history[-1]["loss"] < history[0]["loss"]
+    accuracy = (predict_logits(model, test).argmax(-1) == test.labels).float().mean().item()
+    assert accuracy > 0.9, accuracy
+
+    probe = freeze_encoder(classifier_from(CONFIG, 2, seed=0))
+    before = {k: v.clone() for k, v in probe.encoder.state_dict().items()}
+    trainable, total = trainable_parameters(probe)
+    assert 0 < trainable < total
+    train_classifier(probe, train, lr=1e-2, epochs=1, progress=False)
+    for name, tensor in probe.encoder.state_dict().items():
+        assert torch.equal(before[name], tensor), name
+
+
+def test_min_steps_and_bad_input():
+    model = classifier_from(CONFIG, 2)
+    tiny = _keyword_split(4, 0)
+    assert len(train_classifier(model, tiny, lr=1e-3, epochs=1, min_steps=7, progress=False)) == 7
+    with pytest.raises(ValueError, match="empty"):
+        train_classifier(model, tiny.subset([]), lr=1e-3, epochs=1, progress=False)
+    frozen = SequenceClassifier(model.encoder, 2)
+    for p in frozen.parameters():
+        p.requires_grad_(False)
+    with pytest.raises(ValueError, match="nothing to train"):
+        train_classifier(frozen, tiny, lr=1e-3, epochs=1, progress=False)
+    with pytest.raises(ValueError, match="pooling"):
+        classifier_from(CONFIG, 2, pooling="max")
+
+
+def test_labeled_subset_is_balanced_and_seeded():
+    labels = [0] * 50 + [1] * 30 + [2] * 3
+    chosen = labeled_subset(labels, 5, seed=0)
+    assert [sum(labels[i] == c for i in chosen) for c in (0, 1, 2)] == [5, 5, 3]
+    assert chosen == labeled_subset(labels, 5, seed=0) != labeled_subset(labels, 5, seed=1)
+    assert labeled_subset(labels, None) == list(range(len(labels)))
+    with pytest.raises(ValueError):
+        labeled_subset(labels, 0)
+
+
+def test_benchmark_rows_and_table(tmp_path, monkeypatch, one_thread):
+    monkeypatch.setenv("COURSE_ARTIFACTS", str(tmp_path))
+    monkeypatch.setattr(transfer, "MIN_STEPS", 2)
+    monkeypatch.setattr(transfer, "LEARNING_RATES", {"full": (1e-3,), "linear_probe": (1e-2, 3e-2)})
+    tiny = get_profile(
+        "fast", corpus_sentences=200, task_train=60, task_eval=12, vocab_size=300, hidden_size=32, num_layers=1,
+        num_heads=2, intermediate_size=64, max_seq_len=32, batch_size=8, pretrain_steps=3, dapt_steps=2,
+        dapt_eval_texts=4, finetune_epochs=1,
+    )  # fmt: skip
+    rows = transfer.run_benchmark(
+        tiny,
+        seeds=[0],
+        inits=["random", "general"],
+        heads=["full", "linear_probe"],
+        labeled_per_class=[2, None],
+        progress=False,
+    )
+    assert len(rows) == 2 * 2 * 2 * len(transfer.SPLITS)
+    assert set(rows[0]) >= {"init", "head", "labeled_per_class", "split", "seed", "accuracy", "macro_f1", "seconds"}
+    assert {r["split"] for r in rows} == set(transfer.SPLITS)
+    assert {r["labeled_per_class"] for r in rows} == {2, None}
+    assert all(0 <= r["accuracy"] <= 1 and 0 <= r["macro_f1"] <= 1 for r in rows)
+    assert {r["lr"] for r in rows if r["head"] == "linear_probe"} <= {1e-2, 3e-2}
+    table = transfer.format_table(rows)
+    assert "random" in table and "2/class" in table and "all" in table and "±" in table
+
+    summary = transfer.summarise(rows + [dict(r, seed=1, accuracy=0.0) for r in rows])
+    first = next(s for s in summary if s["init"] == "random" and s["split"] == "test" and s["head"] == "full")
+    assert first["seeds"] == 2 and first["spread"] >= 0
