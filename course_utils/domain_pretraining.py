@@ -26,7 +26,7 @@ from course_utils.evaluation import pseudo_perplexity
 from course_utils.profiles import Profile
 from course_utils.training import train_mlm
 
-#: Peak learning rate of continued pretraining: half the general BERT's, because the model is
+#: Peak learning rate of continued pretraining: a quarter of the general BERT's, because the model is
 #: already trained and large steps would erase more of what it knows than the new text requires.
 CONTINUED_LR = 5e-4
 #: Warm-up share of the steps (as for the general BERT: the optimiser's moments start at zero).
