@@ -9,7 +9,7 @@ PIP_ARGS ?=
 BIN     := $(VENV)/bin
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 
-.PHONY: setup course notebooks book site-check test unit nbval lint format strip lab clean clean-cache
+.PHONY: setup course notebooks transfer book site-check test unit nbval lint format strip lab clean clean-cache
 
 setup: $(VENV)/.installed
 
@@ -27,6 +27,12 @@ course: notebooks book
 
 notebooks: setup
 	$(OFFLINE) $(BIN)/python -m course_utils.runner --profile $(PROFILE) --seed $(SEED)
+
+## The transfer benchmark (about 8 minutes per seed on 2 CPU cores): does pretraining pay off when the
+## clinical classifier is fine-tuned? Run it before `make notebooks` and the report includes its table.
+SEEDS ?= 0 1 2
+transfer: setup
+	$(OFFLINE) $(BIN)/python -m course_utils.transfer --profile $(PROFILE) --seeds $(SEEDS) --out build/transfer.json
 
 ## The site is built from the notebooks `make notebooks` executed; it never runs them itself.
 book: setup

@@ -35,6 +35,7 @@ from course_utils.paths import data_dir
 from course_utils.profiles import Profile, get_profile
 from course_utils.tokenization import train_wordpiece
 from course_utils.training import make_bert_config, train_mlm
+from course_utils.world import knowledge_words
 
 #: The domains whose text the course vocabulary is trained on (see notebook 04 for why all four).
 TOKENIZER_DOMAINS = ("general", "clinical", "finance", "legal")
@@ -42,8 +43,8 @@ TOKENIZER_DOMAINS = ("general", "clinical", "finance", "legal")
 #: The modules each builder calls besides this file. Their source, that of every course_utils module
 #: they import and this file's own make the code part of the artifact's key (``code_fingerprint``).
 TOKENIZER_CODE = ("course_utils.data", "course_utils.tokenization")
-GENERAL_BERT_CODE = ("course_utils.data", "course_utils.env", "course_utils.training")
-CONTINUED_CODE = ("course_utils.data", "course_utils.domain_pretraining", "course_utils.env")
+GENERAL_BERT_CODE = ("course_utils.data", "course_utils.env", "course_utils.training", "course_utils.world")
+CONTINUED_CODE = ("course_utils.data", "course_utils.domain_pretraining", "course_utils.env", "course_utils.world")
 
 #: Pretraining hyperparameters of the general BERT that the profile does not set.
 GENERAL_BERT_LR = 2e-3
@@ -185,6 +186,7 @@ def build_general_bert(folder: Path, profile: Profile, seed: int = 0, *, progres
         batch_size=profile.batch_size,
         lr=GENERAL_BERT_LR,
         warmup_ratio=GENERAL_BERT_WARMUP,
+        salient_words=knowledge_words("general"),  # entity-aware masking (notebook 06 measures why)
         device=pick_device(),  # a GPU when there is one: the full profile is meant for it
         seed=seed,
         progress=progress,
@@ -260,7 +262,16 @@ def _build_continued(
     model = _general_entry(profile, seed, history=False, verbose=progress)
     eval_fn = pppl_eval_fn(tokenizer, evaluation_texts(profile, seed, domain))
     history = continue_pretraining(
-        model, tokenizer, texts, profile, seed, eval_fn=eval_fn, device=pick_device(), progress=progress, desc=desc
+        model,
+        tokenizer,
+        texts,
+        profile,
+        seed,
+        salient_words=knowledge_words(domain),
+        eval_fn=eval_fn,
+        device=pick_device(),
+        progress=progress,
+        desc=desc,
     )
     _save_bert(folder, model, history)
     tokenizer.save_pretrained(str(folder))  # the same vocabulary, so the entry stands on its own

@@ -26,11 +26,11 @@ from course_utils.evaluation import pseudo_perplexity
 from course_utils.profiles import Profile
 from course_utils.training import train_mlm
 
-#: Peak learning rate of continued pretraining: a quarter of the general BERT's, because the model is
-#: already trained and large steps would erase more of what it knows than the new text requires.
-CONTINUED_LR = 5e-4
-#: Warm-up share of the steps (as for the general BERT: the optimiser's moments start at zero).
-CONTINUED_WARMUP = 0.1
+#: Peak learning rate of continued pretraining: half the general BERT's, because the model is already
+#: trained and large steps would erase more of what it knows than the new text requires.
+CONTINUED_LR = 1e-3
+#: Warm-up share of the steps: shorter than for a fresh model, whose first gradients are the wild ones.
+CONTINUED_WARMUP = 0.06
 #: How many evaluations a run records along the way (plus one at the end).
 EVALUATIONS_PER_RUN = 5
 
@@ -44,6 +44,7 @@ def continue_pretraining(
     *,
     mix_texts: Sequence[str] | None = None,
     mix_ratio: float = 0.0,
+    salient_words: Sequence[str] | None = None,
     eval_fn: Callable[[nn.Module], dict[str, float]] | None = None,
     device: str | torch.device | None = None,
     progress: bool = True,
@@ -53,7 +54,8 @@ def continue_pretraining(
 
     The same function serves every run of notebook 06 so that runs differ only in their text:
     the learning rate, warm-up, batch size and evaluation points are fixed here. ``mix_texts`` and
-    ``mix_ratio`` replay a share of old text in every batch. Returns ``train_mlm``'s history.
+    ``mix_ratio`` replay a share of old text in every batch; ``salient_words`` (the domain's
+    ``knowledge_words``) turns on entity-aware masking. Returns ``train_mlm``'s history.
     """
     return train_mlm(
         model,
@@ -67,6 +69,7 @@ def continue_pretraining(
         seed=seed,
         mix_texts=mix_texts,
         mix_ratio=mix_ratio,
+        salient_words=salient_words,
         eval_every=max(1, profile.dapt_steps // EVALUATIONS_PER_RUN),
         eval_fn=eval_fn,
         progress=progress,

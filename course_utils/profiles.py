@@ -52,7 +52,7 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "fast": Profile(
         name="fast",
-        corpus_sentences=6_000,
+        corpus_sentences=20_000,
         task_train=1_200,
         task_eval=300,
         ngram_max_order=3,
@@ -64,8 +64,8 @@ PROFILES: dict[str, Profile] = {
         max_seq_len=64,
         vocab_size=2_000,
         batch_size=32,
-        pretrain_steps=600,
-        dapt_steps=300,
+        pretrain_steps=1_500,
+        dapt_steps=1_200,
         dapt_eval_texts=48,
         finetune_epochs=3,
         num_seeds=3,

@@ -150,6 +150,22 @@ def _notebook_heading(name: str) -> str:
         return name
 
 
+#: The transfer benchmark's output (``python -m course_utils.transfer --out build/transfer.json``):
+#: when it is in the output folder, the report includes its table.
+TRANSFER_FILE = "transfer.json"
+
+
+def _transfer_rows(out_dir: Path) -> list[dict[str, Any]]:
+    """The benchmark's rows from ``out_dir/transfer.json``, or none if it was not run (or is not a list)."""
+    path = out_dir / TRANSFER_FILE
+    if not path.is_file():
+        return []
+    rows = json.loads(path.read_text())
+    if not isinstance(rows, list):
+        raise ValueError(f"{path} should hold the benchmark's list of rows; rerun python -m course_utils.transfer.")
+    return rows
+
+
 def write_report(runs: list[NotebookRun], out_dir: Path, profile: str, seed: int) -> tuple[Path, Path]:
     """``report.json`` (everything) and ``report.md`` (what a person reads: a summary, then a table per notebook)."""
     import platform
@@ -165,8 +181,12 @@ def write_report(runs: list[NotebookRun], out_dir: Path, profile: str, seed: int
         "cpu_count": os.cpu_count(),
         "total_seconds": round(sum(r.seconds for r in runs), 1),
     }
+    transfer = _transfer_rows(out_dir)
     json_path = out_dir / "report.json"
-    json_path.write_text(json.dumps({"meta": meta, "notebooks": [asdict(r) for r in runs]}, indent=2))
+    report: dict[str, Any] = {"meta": meta, "notebooks": [asdict(r) for r in runs]}
+    if transfer:
+        report["transfer"] = transfer
+    json_path.write_text(json.dumps(report, indent=2))
     lines = [
         f"# Course report ({profile} profile, seed {seed})",
         "",
@@ -182,6 +202,20 @@ def write_report(runs: list[NotebookRun], out_dir: Path, profile: str, seed: int
     lines += ["", "Each notebook's headline numbers follow, as it recorded them with `course_utils.records.record`."]
     for run in runs:
         lines += ["", f"## {_notebook_heading(run.notebook)}", ""] + _records_markdown(run.records)
+    if transfer:
+        from course_utils.transfer import format_table
+
+        seeds = sorted({row["seed"] for row in transfer})
+        lines += [
+            "",
+            "## Transfer benchmark",
+            "",
+            f"`python -m course_utils.transfer` ({TRANSFER_FILE}), accuracy as mean ± spread over seeds {seeds}:",
+            "",
+            "```",
+            format_table(transfer),
+            "```",
+        ]
     md_path = out_dir / "report.md"
     md_path.write_text("\n".join(lines) + "\n")
     return json_path, md_path

@@ -18,7 +18,14 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import BertConfig, PreTrainedTokenizerBase
 
-from course_utils.mlm import IGNORE_INDEX, encode_texts, mask_tokens, pad_batch
+from course_utils.mlm import (
+    IGNORE_INDEX,
+    encode_texts,
+    mask_tokens,
+    occurring_token_ids,
+    pad_batch,
+    salient_token_ids,
+)
 from course_utils.profiles import Profile
 
 
@@ -36,8 +43,9 @@ def make_bert_config(profile: Profile, vocab_size: int, *, pad_token_id: int = 0
         intermediate_size=profile.intermediate_size,
         max_position_embeddings=profile.max_seq_len,
         type_vocab_size=2,
-        hidden_dropout_prob=0.1,
-        attention_probs_dropout_prob=0.1,
+        # No dropout: a tiny model that reads each sentence a few times underfits, it does not overfit.
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
         pad_token_id=pad_token_id,
         tie_word_embeddings=True,
     )
@@ -49,6 +57,11 @@ def _shuffled_forever(n: int, generator: torch.Generator) -> Iterator[int]:
         yield from torch.randperm(n, generator=generator).tolist()
 
 
+#: AdamW's moment decays. beta2 = 0.98 (RoBERTa's choice) instead of 0.999 lets the step size follow
+#: the gradient's scale within tens of steps, which matters for runs of a few thousand steps.
+ADAM_BETAS = (0.9, 0.98)
+
+
 def _optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
     """AdamW with no weight decay on biases and LayerNorm weights (shrinking those only hurts)."""
     decay, no_decay = [], []
@@ -56,7 +69,7 @@ def _optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.
         if parameter.requires_grad:
             (no_decay if parameter.ndim < 2 or "LayerNorm" in name else decay).append(parameter)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr)
+    return torch.optim.AdamW(groups, lr=lr, betas=ADAM_BETAS)
 
 
 def linear_warmup_decay(steps: int, warmup_steps: int) -> Callable[[int], float]:
@@ -72,6 +85,27 @@ def linear_warmup_decay(steps: int, warmup_steps: int) -> Callable[[int], float]
         return max(0.0, (steps - step) / max(1, steps - warmup_steps))
 
     return factor
+
+
+def _masked_lm_loss(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    attention: torch.Tensor,
+    labels: torch.Tensor,
+    readable: torch.Tensor | None,
+) -> torch.Tensor:
+    """Cross-entropy at the chosen positions only: the prediction head runs on those rows, not on all.
+
+    A ``BertForMaskedLM`` scores every position against the whole vocabulary, but only the ~15-25%
+    of positions with a label count; running the head on them alone gives the same loss for less
+    work (for a tiny model the head is a large share of it). ``readable`` (vocab,) limits the softmax.
+    """
+    hidden = model.base_model(input_ids=inputs, attention_mask=attention).last_hidden_state  # (batch, seq, h)
+    chosen = labels != IGNORE_INDEX  # (batch, seq)
+    logits = model.cls(hidden[chosen])  # (chosen, vocab)
+    if readable is not None:
+        logits = logits.masked_fill(~readable.to(logits.device), torch.finfo(logits.dtype).min)
+    return nn.functional.cross_entropy(logits, labels[chosen])
 
 
 def train_mlm(
@@ -91,6 +125,9 @@ def train_mlm(
     progress: bool = True,
     max_length: int | None = None,
     mlm_probability: float = 0.15,
+    salient_words: Sequence[str] | None = None,
+    salient_probability: float = 0.5,
+    restrict_softmax: bool = True,
     warmup_ratio: float = 0.1,
     weight_decay: float = 0.01,
     max_grad_norm: float = 1.0,
@@ -101,7 +138,11 @@ def train_mlm(
     Each batch holds ``batch_size`` texts; with ``mix_texts`` a fixed share ``round(mix_ratio * batch_size)``
     of every batch comes from them instead (replay of general text during domain pretraining). Texts
     are shuffled each epoch and padded per batch, masking uses :func:`mask_tokens`, the optimiser is
-    AdamW with linear warm-up and decay. ``eval_fn(model)`` runs every ``eval_every`` steps and at the end
+    AdamW with linear warm-up and decay. ``salient_words`` turns on entity-aware masking (their tokens
+    are chosen with ``salient_probability``). With ``restrict_softmax`` the prediction ranges only
+    over tokens that occur in this run's texts: with tied input and output embeddings, every row that
+    is never a target would otherwise be pushed the same way at every step, and all such rows would
+    collapse onto one vector before the model ever reads them. ``eval_fn(model)`` runs every ``eval_every`` steps and at the end
     (in eval mode, without gradients); its results join that step's record.
 
     Returns the history: one dict per step with ``step``, ``loss``, ``lr``, ``tokens`` (non-padding
@@ -122,6 +163,14 @@ def train_mlm(
 
     main_ids = encode_texts(tokenizer, texts, max_length) if texts else []
     mix_ids = encode_texts(tokenizer, mix_texts, max_length) if n_mix else []
+    vocab_size = model.get_input_embeddings().num_embeddings
+    readable = occurring_token_ids(main_ids + mix_ids, vocab_size) if restrict_softmax else None  # (vocab,)
+    replacements = None
+    if readable is not None:  # random replacements come from the same words, so no unread row is ever input
+        ordinary = readable.clone()
+        ordinary[tokenizer.all_special_ids] = False
+        replacements = ordinary.nonzero().flatten()
+    salient = salient_token_ids(tokenizer, salient_words) if salient_words else None
     main_order = _shuffled_forever(len(main_ids), generator) if main_ids else None
     mix_order = _shuffled_forever(len(mix_ids), generator) if n_mix else None
 
@@ -138,10 +187,16 @@ def train_mlm(
         batch = [main_ids[next(main_order)] for _ in range(batch_size - n_mix)] if main_order else []
         batch += [mix_ids[next(mix_order)] for _ in range(n_mix)]
         ids, attention = pad_batch(batch, tokenizer.pad_token_id)
-        inputs, labels = mask_tokens(ids, tokenizer, mlm_probability=mlm_probability, generator=generator)
+        masking = {
+            "mlm_probability": mlm_probability,
+            "salient_ids": salient,
+            "salient_probability": salient_probability,
+            "replacement_ids": replacements,
+        }
+        inputs, labels = mask_tokens(ids, tokenizer, generator=generator, **masking)
         while not (labels != IGNORE_INDEX).any():  # a tiny batch may draw no position at all
-            inputs, labels = mask_tokens(ids, tokenizer, mlm_probability=mlm_probability, generator=generator)
-        loss = model(input_ids=inputs.to(device), attention_mask=attention.to(device), labels=labels.to(device)).loss
+            inputs, labels = mask_tokens(ids, tokenizer, generator=generator, **masking)
+        loss = _masked_lm_loss(model, inputs.to(device), attention.to(device), labels.to(device), readable)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)

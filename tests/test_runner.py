@@ -81,6 +81,30 @@ def test_the_report_rounds_numbers_and_shows_nested_values_as_small_tables(tmp_p
     assert "0.2800000011920929" not in text and "{" not in text
 
 
+def test_the_report_includes_the_transfer_benchmark_when_it_was_run(tmp_path):
+    runs = [NotebookRun("00_setup_and_course_map.ipynb", "ok", 1.0, 100.0, {})]
+    _, md_path = write_report(runs, tmp_path, "fast", 0)
+    assert "Transfer benchmark" not in md_path.read_text()
+    rows = [
+        {
+            "init": "dapt",
+            "head": "full",
+            "labeled_per_class": None,
+            "split": "test",
+            "seed": seed,
+            "accuracy": accuracy,
+            "macro_f1": 0.5,
+            "lr": 1e-3,
+            "seconds": 1.0,
+        }
+        for seed, accuracy in ((0, 0.8), (1, 0.9))
+    ]
+    (tmp_path / "transfer.json").write_text(json.dumps(rows))
+    json_path, md_path = write_report(runs, tmp_path, "fast", 0)
+    assert "## Transfer benchmark" in md_path.read_text() and "0.850 ± 0.071" in md_path.read_text()
+    assert json.loads(json_path.read_text())["transfer"] == rows
+
+
 @pytest.mark.notebooks
 def test_notebook_00_with_another_seed_through_the_runner(tmp_path):
     """papermill injects a non-default seed; the notebook's setup line shows it was used."""

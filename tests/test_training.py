@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import BertForMaskedLM, DataCollatorForLanguageModeling
 
-from course_utils.mlm import IGNORE_INDEX, mask_tokens, pad_batch
+from course_utils.mlm import IGNORE_INDEX, mask_tokens, occurring_token_ids, pad_batch, salient_token_ids
 from course_utils.profiles import get_profile
 from course_utils.tokenization import train_wordpiece
 from course_utils.training import linear_warmup_decay, make_bert_config, train_mlm
@@ -126,14 +126,57 @@ def test_training_lowers_the_loss_and_is_deterministic(tokenizer):
 def test_mixing_texts_takes_a_share_of_each_batch(tokenizer):
     seen = []
     model = _tiny_model(tokenizer)
-    original = model.forward
+    original = model.base_model.forward  # the loop runs the encoder, then the head on the chosen rows
 
     def spy(*args, **kwargs):
         seen.append(kwargs["attention_mask"].shape[0])
         return original(*args, **kwargs)
 
-    model.forward = spy
+    model.base_model.forward = spy
     train_mlm(model, tokenizer, TEXTS[:5], mix_texts=TEXTS[5:10], mix_ratio=0.25, steps=2, batch_size=8, progress=False)
     assert seen == [8, 8]
     with pytest.raises(ValueError):
         train_mlm(model, tokenizer, TEXTS, mix_texts=TEXTS, mix_ratio=1.5, steps=1, batch_size=2, progress=False)
+
+
+def test_entity_aware_masking_chooses_salient_tokens_more_often(tokenizer, batch):
+    salient = salient_token_ids(tokenizer, ["kettle", "garden"])
+    generator = torch.Generator().manual_seed(0)
+    big = batch.repeat(20, 1)
+    _, labels = mask_tokens(big, tokenizer, salient_ids=salient, salient_probability=0.6, generator=generator)
+    is_salient = torch.isin(big, salient)
+    ordinary = ~is_salient & ~torch.isin(big, torch.tensor(tokenizer.all_special_ids))
+    chosen = labels != IGNORE_INDEX
+    assert chosen[is_salient].float().mean().item() == pytest.approx(0.6, abs=0.05)
+    assert chosen[ordinary].float().mean().item() == pytest.approx(0.15, abs=0.03)
+
+
+def test_rows_never_read_are_left_alone_by_a_restricted_softmax(tokenizer):
+    """With tied embeddings a full softmax pushes every unread row; restricted, they never move."""
+    read = occurring_token_ids(tokenizer(TEXTS)["input_ids"], len(tokenizer))
+    read[tokenizer.all_special_ids] = True  # [MASK] is read at every masked position
+    unread = (~read).nonzero().flatten()
+    assert len(unread) > 0, "the test needs a token that no text contains"
+    moved = {}
+    for restrict in (True, False):
+        torch.manual_seed(0)
+        model = BertForMaskedLM(
+            make_bert_config(get_profile("fast"), len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+        )
+        before = model.get_input_embeddings().weight[unread].detach().clone()
+        train_mlm(model, tokenizer, TEXTS, steps=5, batch_size=8, seed=0, restrict_softmax=restrict, progress=False)
+        after = model.get_input_embeddings().weight[unread].detach()
+        moved[restrict] = ((after - before).norm() / before.norm()).item()
+    assert moved[True] < 1e-3, moved  # only AdamW's weight decay touches them: a common shrink of 1e-5 per step
+    assert moved[False] > 0.05, moved
+
+
+def test_the_loss_on_chosen_rows_equals_the_models_own_loss(tokenizer, batch):
+    from course_utils.training import _masked_lm_loss
+
+    torch.manual_seed(0)
+    model = BertForMaskedLM(make_bert_config(get_profile("fast"), len(tokenizer), pad_token_id=tokenizer.pad_token_id))
+    inputs, labels = mask_tokens(batch, tokenizer, generator=torch.Generator().manual_seed(0))
+    attention = (batch != tokenizer.pad_token_id).long()
+    expected = model(input_ids=inputs, attention_mask=attention, labels=labels).loss
+    assert torch.allclose(_masked_lm_loss(model, inputs, attention, labels, None), expected, atol=1e-5)

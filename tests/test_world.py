@@ -23,6 +23,7 @@ from course_utils.world import (
     generate_corpus,
     generate_task,
     held_out_entities,
+    knowledge_words,
     load_domain,
     sentence_logprob,
     task_grammar,
@@ -261,3 +262,39 @@ def test_a_task_without_a_prior_for_every_label_is_rejected():
     raw["task"]["labels"].pop("rheumatology")
     with pytest.raises(DefinitionError, match="prior for each specialty"):
         parse_domain(raw, "clinical.yaml")
+
+
+def test_the_general_domain_borrows_the_clinical_health_vocabulary_unchanged():
+    general, clinical = load_domain("general"), load_domain("clinical")
+    for type_name in ("specialty", "symptom", "condition"):
+        ours = [(e.text, {k: str(v) for k, v in e.attrs.items()}) for e in general.entities[type_name]]
+        theirs = [(e.text, {k: str(v) for k, v in e.attrs.items()}) for e in clinical.entities[type_name]]
+        assert ours == theirs, type_name
+    assert "drug" not in general.entities and "drug_class" not in general.entities
+
+
+@pytest.mark.parametrize(
+    "borrow, message",
+    [
+        ({"clinical": ["spaceship"]}, "defines no entity type 'spaceship'"),
+        ({"clinical": "symptom"}, "must list entity types"),
+        ({"clinical": ["specialty"], "nowhere": ["x"]}, "Unknown domain 'nowhere'"),
+    ],
+)
+def test_bad_borrowing_fails_with_a_message_that_says_what_is_wrong(borrow, message):
+    with pytest.raises((DefinitionError, ValueError), match=message):
+        parse_domain(tiny_definition(borrow=borrow), "tiny.yaml")
+
+
+def test_a_type_both_borrowed_and_defined_is_rejected():
+    raw = tiny_definition(borrow={"clinical": ["specialty"]})
+    raw["entities"] = {**raw["entities"], "specialty": ["dentistry"]}
+    with pytest.raises(DefinitionError, match="both borrowed"):
+        parse_domain(raw, "tiny.yaml")
+
+
+def test_knowledge_words_are_entity_words_without_the_frame_words():
+    words = set(knowledge_words("clinical"))
+    assert {"bravinolol", "beta", "blocker", "cardiology", "wheezing"} <= words
+    assert not {"the", "patient", "is", "drug", "clinics", "mg"} & words
+    assert {"heron", "bird", "she", "cardiology"} <= set(knowledge_words("general"))

@@ -87,3 +87,19 @@ def test_every_held_out_entity_is_stated_with_its_relation_in_the_unlabeled_corp
         related = {domain.follow(entity, path[:1]).text, grammar.label_of[name]}  # its class/label, say
         stated = [s for s in corpus if f" {name} " in f" {s} " and any(f" {r} " in f" {s} " for r in related)]
         assert len(stated) >= 3, (name, related)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_general_text_states_everyday_health_facts_but_names_no_domain_entity(seed):
+    """The general BERT can learn which clinic sees chest pain; only domain text names a drug or a company."""
+    text = " ".join(load_corpus("general", "fast", seed, "train")["text"]).lower()
+    for domain, types in (("clinical", ("drug", "drug_class")), ("finance", ("company",)), ("legal", ("term",))):
+        world = load_domain(domain)
+        for type_name in types:
+            for entity in world.entities.get(type_name, ()):
+                assert not re.search(rf"\b{re.escape(entity.text)}\b", text), (domain, entity.text)
+    clinical = load_domain("clinical")
+    for condition in clinical.entities["condition"]:
+        assert f"{condition.text} is treated in {condition.attrs['specialty']} clinics" in text, condition.text
+    for symptom in clinical.entities["symptom"]:
+        assert re.search(rf"had {re.escape(symptom.text)} and saw a {symptom.attrs['specialty']} doctor", text)

@@ -8,7 +8,7 @@ Most notebooks use ``course_utils.data.load_corpus`` / ``load_task`` instead of 
 """
 
 from course_utils.world.definitions import DefinitionError, Domain, Entity, domain_names, load_domain
-from course_utils.world.facts import drug_specialties, entity_classes, unseen_entities
+from course_utils.world.facts import drug_specialties, entity_classes, knowledge_words, unseen_entities
 from course_utils.world.generate import corpus_grammar, generate_corpus, sentence_logprob
 from course_utils.world.tasks import SPLITS, TYPO_RATE, add_typos, generate_task, held_out_entities, task_grammar
 from course_utils.world.text import detokenize, words
@@ -28,6 +28,7 @@ __all__ = [
     "detokenize",
     "domain_names",
     "drug_specialties",
+    "knowledge_words",
     "entity_classes",
     "entropy_floor",
     "generate_corpus",

@@ -133,6 +133,33 @@ def _phrase(source: str, where: str, text: Any) -> tuple[str, ...]:
     return tokens
 
 
+def _with_borrowed(source: str, raw: dict[str, Any]) -> Any:
+    """The file's entities, after the types it borrows from other domains (``borrow: {clinical: [symptom]}``).
+
+    Borrowing keeps one definition of shared vocabulary: the general domain talks about everyday
+    symptoms with the clinical domain's own entities, not with a copy that could drift from them.
+    """
+    borrow = raw.get("borrow") or {}
+    own = raw.get("entities") or {}
+    if not isinstance(borrow, dict) or not isinstance(own, dict):
+        return own
+    merged: dict[str, Any] = {}
+    for other, types in borrow.items():
+        if not isinstance(types, list):
+            raise _fail(source, f"borrow.{other} must list entity types, e.g. borrow: {{{other}: [symptom]}}.")
+        path = domain_path(other)
+        with path.open(encoding="utf-8") as handle:
+            theirs = (yaml.safe_load(handle) or {}).get("entities") or {}
+        for type_name in types:
+            if type_name not in theirs:
+                raise _fail(source, f"borrow.{other}: {path.name} defines no entity type {type_name!r}.")
+            if type_name in own:
+                raise _fail(source, f"entities.{type_name} is both borrowed from {other} and defined here; keep one.")
+            merged[type_name] = theirs[type_name]
+    merged.update(own)
+    return merged
+
+
 def _entities(source: str, raw: Any) -> tuple[dict[str, tuple[Entity, ...]], dict[str, Entity]]:
     if raw is None:
         raw = {}
@@ -268,7 +295,7 @@ def parse_domain(raw: Any, source: str) -> Domain:
         if len(set(phrases)) != len(phrases):
             raise _fail(source, f"lexicon.{name} lists an entry twice; entries must be distinct.")
         lexicon[str(name)] = phrases
-    entities, by_text = _entities(source, raw.get("entities"))
+    entities, by_text = _entities(source, _with_borrowed(source, raw))
     clash = set(lexicon) & set(entities)
     if clash:
         raise _fail(source, f"{sorted(clash)} are both a word list and an entity type; rename one.")
