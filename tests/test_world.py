@@ -279,6 +279,7 @@ def test_the_general_domain_borrows_the_clinical_health_vocabulary_unchanged():
         ({"clinical": ["spaceship"]}, "defines no entity type 'spaceship'"),
         ({"clinical": "symptom"}, "must list entity types"),
         ({"clinical": ["specialty"], "nowhere": ["x"]}, "Unknown domain 'nowhere'"),
+        (["clinical"], "must map a domain to entity types"),
     ],
 )
 def test_bad_borrowing_fails_with_a_message_that_says_what_is_wrong(borrow, message):

@@ -141,8 +141,10 @@ def _with_borrowed(source: str, raw: dict[str, Any]) -> Any:
     """
     borrow = raw.get("borrow") or {}
     own = raw.get("entities") or {}
-    if not isinstance(borrow, dict) or not isinstance(own, dict):
-        return own
+    if not isinstance(borrow, dict):
+        raise _fail(source, "'borrow' must map a domain to entity types, e.g. borrow: {clinical: [symptom]}.")
+    if not isinstance(own, dict):
+        return own  # _entities explains what 'entities' must be
     merged: dict[str, Any] = {}
     for other, types in borrow.items():
         if not isinstance(types, list):
