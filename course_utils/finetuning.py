@@ -1,10 +1,13 @@
 """Fine-tuning a pretrained encoder for text classification: the one loop every strategy shares.
 
 A classifier is an encoder (``BertModel``) whose token vectors are pooled into one vector per
-text and fed to a linear layer. Full fine-tuning trains everything; a linear probe freezes the
-encoder and trains only that layer; notebook 07 adds partial, BitFit, adapter and LoRA variants
-by choosing which parameters train. They all call ``train_classifier``, so a comparison between
-them changes what trains and nothing else.
+text and fed to a linear layer. Full fine-tuning trains everything; notebook 07 adds partial,
+BitFit, adapter and LoRA variants by choosing which parameters train. They all call
+``train_classifier``, so a comparison between them changes what trains and nothing else.
+
+A linear probe is the one exception: with the encoder frozen, every text's features can be
+computed once (``frozen_features``) and a logistic regression fitted on them to convergence
+(``fit_linear_probe``), which is how probes are usually measured.
 """
 
 from __future__ import annotations
@@ -15,8 +18,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import BertConfig, BertModel, PreTrainedModel, PreTrainedTokenizerBase
@@ -199,6 +206,58 @@ def train_classifier(
         history.append({"step": step, "loss": loss.item(), "seconds": time.perf_counter() - start})
     model.eval()
     return history
+
+
+#: Which hidden states a linear probe reads: the last layer's, or every layer's (the input
+#: embeddings included) side by side, as BERT's feature-based experiments concatenate layers.
+PROBE_LAYERS = ("last", "all")
+#: The probe's inverse regularisation strengths, chosen on validation.
+PROBE_C = (0.01, 0.1, 1.0, 10.0)
+
+
+@torch.no_grad()
+def frozen_features(
+    encoder: BertModel, split: EncodedSplit, *, layers: str = "all", batch_size: int = 256
+) -> np.ndarray:
+    """Mean-pooled hidden states of a frozen encoder: (n, hidden), or (n, (layers + 1) * hidden) for ``"all"``.
+
+    Lower layers keep more of which words a text contains; the top layer is shaped by the
+    pretraining objective. Reading all of them lets a probe use whichever carries the label.
+    """
+    if layers not in PROBE_LAYERS:
+        raise ValueError(f"Unknown layers {layers!r}; choose one of {PROBE_LAYERS}.")
+    device = next(encoder.parameters()).device
+    was_training = encoder.training
+    encoder.eval()
+    out = []
+    for start in range(0, len(split), batch_size):
+        batch = _batch(split, torch.arange(start, min(start + batch_size, len(split))), device)
+        states = encoder(batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True)
+        mask = batch["attention_mask"].unsqueeze(-1).float()  # (batch, seq, 1)
+        chosen = states.hidden_states if layers == "all" else states.hidden_states[-1:]
+        pooled = [(h.float() * mask).sum(1) / mask.sum(1).clamp(min=1) for h in chosen]  # each (batch, hidden)
+        out.append(torch.cat(pooled, -1).cpu())
+    encoder.train(was_training)
+    return torch.cat(out).numpy()
+
+
+def fit_linear_probe(
+    train_x: np.ndarray, train_y: Sequence[int], valid_x: np.ndarray, valid_y: Sequence[int], seed: int = 0
+) -> tuple[Pipeline, float]:
+    """A standardised logistic regression on frozen features, its ``C`` chosen on validation accuracy.
+
+    Returns the fitted pipeline and the chosen ``C``. Standardising matters: a pretrained encoder's
+    features have a few dimensions much larger than the rest, which would dominate the penalty.
+    """
+    best: tuple[float, float, Pipeline] | None = None
+    for c in PROBE_C:
+        probe = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000, random_state=seed))
+        probe.fit(train_x, list(train_y))
+        score = probe.score(valid_x, list(valid_y))
+        if best is None or score > best[0]:
+            best = (score, c, probe)
+    assert best is not None
+    return best[2], best[1]
 
 
 @torch.no_grad()

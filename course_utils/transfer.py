@@ -2,9 +2,10 @@
 
 For each starting point (random init, the general BERT, the DAPT and TAPT BERTs), each head
 (full fine-tuning, a linear probe on the frozen encoder), each labeled-set size and each seed, it
-fine-tunes once per learning rate of a small grid, keeps the run that is best on ``validation``
-(so every starting point gets its own tuned learning rate), and scores it on ``test``,
-``unseen_entities`` and ``negation``. The numbers decide the course's design, so they come from
+keeps the run that is best on ``validation`` and scores it on ``test``, ``unseen_entities`` and
+``negation``. Full fine-tuning runs once per learning rate of a small grid, so every starting
+point gets its own tuned learning rate; the probe is a logistic regression on the frozen
+encoder's mean-pooled hidden states (every layer's by default), its regularisation tuned the same way. The numbers decide the course's design, so they come from
 this one function that anyone can rerun::
 
     python -m course_utils.transfer --profile fast --seeds 0 1 2 --out build/transfer.json
@@ -27,9 +28,11 @@ from course_utils import artifacts
 from course_utils.data import load_task
 from course_utils.env import pick_device
 from course_utils.finetuning import (
+    PROBE_LAYERS,
     classifier_from,
     encode_split,
-    freeze_encoder,
+    fit_linear_probe,
+    frozen_features,
     labeled_subset,
     predict_logits,
     train_classifier,
@@ -41,9 +44,9 @@ HEADS = ("full", "linear_probe")
 SPLITS = ("test", "unseen_entities", "negation")
 #: Labeled notes per class in the low-resource runs (``None`` means the whole training split).
 LABELED_PER_CLASS: tuple[int | None, ...] = (20, None)
-#: The learning rates each run chooses from on validation, the same grid for every starting point
-#: (a random encoder often wants larger steps than a pretrained one); a frozen encoder needs larger still.
-LEARNING_RATES = {"full": (3e-4, 1e-3, 3e-3), "linear_probe": (1e-2, 3e-2, 1e-1)}
+#: The learning rates full fine-tuning chooses from on validation, the same grid for every starting
+#: point (a random encoder often wants larger steps than a pretrained one).
+LEARNING_RATES = (3e-4, 1e-3, 3e-3)
 #: Fewest optimiser steps of any run, so that 20 notes per class are fitted at all.
 MIN_STEPS = 150
 POOLING = "mean"
@@ -65,6 +68,53 @@ def _scores(labels: Sequence[int], predicted: Sequence[int]) -> dict[str, float]
     }
 
 
+def _fine_tune(
+    source: Any, split: dict[str, Any], train: Any, num_labels: int, p: Profile, seed: int, device: Any
+) -> tuple[dict[str, list[int]], dict[str, Any], float]:
+    """Full fine-tuning at each learning rate; the run best on validation predicts every split."""
+    best: tuple[float, float, Any, float] | None = None
+    for lr in LEARNING_RATES:
+        start = time.perf_counter()
+        model = classifier_from(source, num_labels, pooling=POOLING, seed=seed)
+        train_classifier(
+            model,
+            train,
+            lr=lr,
+            epochs=p.finetune_epochs,
+            batch_size=p.batch_size,
+            min_steps=MIN_STEPS,
+            seed=seed,
+            device=device,
+            progress=False,
+        )
+        seconds = time.perf_counter() - start
+        valid = _scores(split["validation"].labels.tolist(), predict_logits(model, split["validation"]).argmax(-1))
+        if best is None or valid["accuracy"] > best[0]:
+            best = (valid["accuracy"], lr, model, seconds)
+    assert best is not None
+    _, lr, model, seconds = best
+    predicted = {name: predict_logits(model, split[name]).argmax(-1).tolist() for name in SPLITS}
+    return predicted, {"lr": lr}, seconds
+
+
+def _probe(
+    source: Any, split: dict[str, Any], train: Any, num_labels: int, layers: str, seed: int
+) -> tuple[dict[str, list[int]], dict[str, Any], float]:
+    """A logistic regression on the frozen encoder's features, its ``C`` chosen on validation."""
+    start = time.perf_counter()
+    encoder = classifier_from(source, num_labels, pooling=POOLING, seed=seed).encoder
+    features = {name: frozen_features(encoder, split[name], layers=layers) for name in ("validation", *SPLITS)}
+    probe, c = fit_linear_probe(
+        frozen_features(encoder, train, layers=layers),
+        train.labels.tolist(),
+        features["validation"],
+        split["validation"].labels.tolist(),
+        seed=seed,
+    )
+    predicted = {name: probe.predict(features[name]).tolist() for name in SPLITS}
+    return predicted, {"C": c, "probe_layers": layers}, time.perf_counter() - start
+
+
 def run_benchmark(
     profile: str | Profile = "fast",
     seeds: Sequence[int] = (0, 1, 2),
@@ -73,6 +123,7 @@ def run_benchmark(
     heads: Sequence[str] = HEADS,
     labeled_per_class: Sequence[int | None] = LABELED_PER_CLASS,
     task: str = "clinical",
+    probe_layers: str = "all",
     progress: bool = True,
 ) -> list[dict[str, Any]]:
     """Every (init, head, labeled_per_class, seed) run, one row per evaluated split (see the module docstring)."""
@@ -98,30 +149,11 @@ def run_benchmark(
         train = split["train"].subset(labeled_subset(split["train"].labels.tolist(), n, seed))
         source = _encoder_source(init, p, seed)
         num_labels = dataset["train"].features["label"].num_classes
-        best: tuple[float, float, Any, float] | None = None
-        for lr in LEARNING_RATES[head]:
-            start = time.perf_counter()
-            model = classifier_from(source, num_labels, pooling=POOLING, seed=seed)
-            if head == "linear_probe":
-                freeze_encoder(model)
-            train_classifier(
-                model,
-                train,
-                lr=lr,
-                epochs=p.finetune_epochs,
-                batch_size=p.batch_size,
-                min_steps=MIN_STEPS,
-                seed=seed,
-                device=device,
-                progress=False,
-            )
-            seconds = time.perf_counter() - start
-            valid = _scores(split["validation"].labels.tolist(), predict_logits(model, split["validation"]).argmax(-1))
-            if best is None or valid["accuracy"] > best[0]:
-                best = (valid["accuracy"], lr, model, seconds)
-        _, lr, model, seconds = best
+        if head == "linear_probe":
+            predicted, setting, seconds = _probe(source, split, train, num_labels, probe_layers, seed)
+        else:
+            predicted, setting, seconds = _fine_tune(source, split, train, num_labels, p, seed, device)
         for name in SPLITS:
-            predicted = predict_logits(model, split[name]).argmax(-1).tolist()
             rows.append(
                 {
                     "init": init,
@@ -129,8 +161,8 @@ def run_benchmark(
                     "labeled_per_class": n,
                     "split": name,
                     "seed": seed,
-                    **_scores(split[name].labels.tolist(), predicted),
-                    "lr": lr,
+                    **_scores(split[name].labels.tolist(), predicted[name]),
+                    **setting,
                     "seconds": round(seconds, 2),
                 }
             )
@@ -179,9 +211,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--inits", nargs="+", default=list(INITS), choices=INITS)
     parser.add_argument("--heads", nargs="+", default=list(HEADS), choices=HEADS)
+    parser.add_argument("--probe-layers", default="all", choices=PROBE_LAYERS)
     parser.add_argument("--out", type=Path, default=Path("build/transfer.json"))
     args = parser.parse_args(argv)
-    rows = run_benchmark(args.profile, args.seeds, inits=args.inits, heads=args.heads)
+    rows = run_benchmark(args.profile, args.seeds, inits=args.inits, heads=args.heads, probe_layers=args.probe_layers)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=1))
     print(format_table(rows))

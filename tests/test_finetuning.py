@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from transformers import BertConfig, BertForMaskedLM
 
 from course_utils import transfer
 from course_utils.finetuning import (
+    PROBE_C,
     EncodedSplit,
     SequenceClassifier,
     classifier_from,
+    fit_linear_probe,
     freeze_encoder,
+    frozen_features,
     labeled_subset,
     predict_logits,
     train_classifier,
@@ -75,6 +79,25 @@ def test_training_learns_a_keyword_task_and_a_probe_leaves_the_encoder_alone(one
         assert torch.equal(before[name], tensor), name
 
 
+def test_frozen_features_and_a_fitted_probe(one_thread):
+    train, valid, test = _keyword_split(128, 0), _keyword_split(64, 1), _keyword_split(64, 2)
+    encoder = classifier_from(CONFIG, 2, seed=0).encoder
+    last = frozen_features(encoder, train, layers="last", batch_size=50)
+    every = frozen_features(encoder, train, layers="all")
+    assert last.shape == (128, CONFIG.hidden_size)
+    assert every.shape == (128, (CONFIG.num_hidden_layers + 1) * CONFIG.hidden_size)
+    np.testing.assert_allclose(every[:, -CONFIG.hidden_size :], last, atol=1e-5)  # the last layer comes last
+    model = classifier_from(CONFIG, 2, seed=0).eval()
+    with torch.no_grad():
+        pooled = model.features(train.input_ids, train.attention_mask)
+    np.testing.assert_allclose(last, pooled.numpy(), atol=1e-5)  # the same vector the mean-pooling head reads
+    probe, c = fit_linear_probe(every, train.labels.tolist(), frozen_features(encoder, valid), valid.labels.tolist())
+    assert c in PROBE_C
+    assert probe.score(frozen_features(encoder, test), test.labels.tolist()) > 0.9  # a random encoder keeps the keyword
+    with pytest.raises(ValueError, match="layers"):
+        frozen_features(encoder, train, layers="middle")
+
+
 def test_min_steps_and_bad_input():
     model = classifier_from(CONFIG, 2)
     tiny = _keyword_split(4, 0)
@@ -103,7 +126,7 @@ def test_labeled_subset_is_balanced_and_seeded():
 def test_benchmark_rows_and_table(tmp_path, monkeypatch, one_thread):
     monkeypatch.setenv("COURSE_ARTIFACTS", str(tmp_path))
     monkeypatch.setattr(transfer, "MIN_STEPS", 2)
-    monkeypatch.setattr(transfer, "LEARNING_RATES", {"full": (1e-3,), "linear_probe": (1e-2, 3e-2)})
+    monkeypatch.setattr(transfer, "LEARNING_RATES", (1e-3,))
     tiny = get_profile(
         "fast", corpus_sentences=200, task_train=60, task_eval=12, vocab_size=300, hidden_size=32, num_layers=1,
         num_heads=2, intermediate_size=64, max_seq_len=32, batch_size=8, pretrain_steps=3, dapt_steps=2,
@@ -122,7 +145,8 @@ def test_benchmark_rows_and_table(tmp_path, monkeypatch, one_thread):
     assert {r["split"] for r in rows} == set(transfer.SPLITS)
     assert {r["labeled_per_class"] for r in rows} == {2, None}
     assert all(0 <= r["accuracy"] <= 1 and 0 <= r["macro_f1"] <= 1 for r in rows)
-    assert {r["lr"] for r in rows if r["head"] == "linear_probe"} <= {1e-2, 3e-2}
+    assert {r["lr"] for r in rows if r["head"] == "full"} == {1e-3}
+    assert {r["C"] for r in rows if r["head"] == "linear_probe"} <= set(PROBE_C)
     table = transfer.format_table(rows)
     assert "random" in table and "2/class" in table and "all" in table and "±" in table
 
