@@ -141,6 +141,17 @@ def test_probabilities_of_a_tiny_grammar_sum_to_one():
         assert total == pytest.approx(1 - p**max_clauses, abs=1e-12)
 
 
+def test_a_domain_of_single_clauses_never_writes_a_semicolon():
+    grammar = CorpusGrammar.of(parse_domain({**tiny_definition(), "continue_probability": 0.0}, "tiny.yaml"))
+    rng = random.Random(0)
+    sentences = [sample_sentence(grammar, rng) for _ in range(200)]
+    assert all(";" not in tokens for tokens, _ in sentences)
+    one = detokenize([*sentences[0][0]])
+    assert sentence_logprob(grammar, one)[0] == pytest.approx(sentences[0][1], abs=1e-9)
+    two = detokenize([t for t in sentences[0][0] if t != "."] + [";"] + list(sentences[1][0]))
+    assert sentence_logprob(grammar, two) == (-math.inf, 0)
+
+
 def test_empirical_frequencies_match_the_recorded_probabilities():
     grammar = CorpusGrammar.of(parse_domain(tiny_definition(), "tiny.yaml"))
     rng = random.Random(1)

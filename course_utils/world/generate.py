@@ -103,7 +103,9 @@ def sentence_logprob(grammar: CorpusGrammar, text: str) -> tuple[float, int]:
             clauses.append([])
         else:
             clauses[-1].append(token)
-    total = (len(clauses) - 1) * math.log(p_continue) + math.log1p(-p_continue)
+    if len(clauses) > 1 and p_continue == 0.0:
+        return -math.inf, 0  # a domain whose sentences are single clauses never writes a ";"
+    total = (len(clauses) - 1) * (math.log(p_continue) if len(clauses) > 1 else 0.0) + math.log1p(-p_continue)
     count = 1
     for clause in clauses:
         logprobs = [
