@@ -34,6 +34,12 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 POOLINGS = ("mean", "cls")
 
 
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The mean of the token vectors (batch, seq, hidden) over real tokens only: (batch, hidden)."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (batch, seq, 1)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+
 class SequenceClassifier(nn.Module):
     """Encoder → pooled vector → dropout → linear: logits of shape (batch, num_labels).
 
@@ -60,8 +66,7 @@ class SequenceClassifier(nn.Module):
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (b, seq, h)
         if self.pooling == "cls":
             return self.pooler(hidden[:, 0])  # (batch, hidden)
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (batch, seq, 1)
-        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)  # (batch, hidden)
+        return mean_pool(hidden, attention_mask)  # (batch, hidden)
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor | None = None
@@ -233,9 +238,8 @@ def frozen_features(
     for start in range(0, len(split), batch_size):
         batch = _batch(split, torch.arange(start, min(start + batch_size, len(split))), device)
         states = encoder(batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True)
-        mask = batch["attention_mask"].unsqueeze(-1).float()  # (batch, seq, 1)
         chosen = states.hidden_states if layers == "all" else states.hidden_states[-1:]
-        pooled = [(h.float() * mask).sum(1) / mask.sum(1).clamp(min=1) for h in chosen]  # each (batch, hidden)
+        pooled = [mean_pool(h.float(), batch["attention_mask"]) for h in chosen]  # each (batch, hidden)
         out.append(torch.cat(pooled, -1).cpu())
     encoder.train(was_training)
     return torch.cat(out).numpy()
