@@ -1,8 +1,8 @@
 """Fine-tuning a pretrained encoder for text classification: the one loop every strategy shares.
 
 A classifier is an encoder (``BertModel``) whose token vectors are pooled into one vector per
-text and fed to a linear layer. Full fine-tuning trains everything; notebook 07 adds partial,
-BitFit, adapter and LoRA variants by choosing which parameters train. They all call
+text and fed to a linear layer. Full fine-tuning trains everything; ``course_utils.strategies``
+adds partial, BitFit, adapter and LoRA variants by choosing which parameters train. They all call
 ``train_classifier``, so a comparison between them changes what trains and nothing else.
 
 A linear probe is the one exception: with the encoder frozen, every text's features can be

@@ -1,7 +1,8 @@
 """The transfer benchmark: does pretraining pay off when a classifier is fine-tuned on the clinical task?
 
 For each starting point (random init, the general BERT, the DAPT and TAPT BERTs), each head
-(full fine-tuning, a linear probe on the frozen encoder), each labeled-set size and each seed, it
+(full fine-tuning, a linear probe on the frozen encoder, and on request the other strategies of
+``course_utils.strategies``: LoRA, adapters, BitFit, top-k layers, head only), each labeled-set size and each seed, it
 keeps the run that is best on ``validation`` and scores it on ``test``, ``unseen_entities`` and
 ``negation``. Full fine-tuning runs once per learning rate of a small grid, so every starting
 point gets its own tuned learning rate; the probe is a logistic regression on the frozen
@@ -37,17 +38,24 @@ from course_utils.finetuning import (
     labeled_subset,
     predict_logits,
     train_classifier,
+    trainable_parameters,
 )
 from course_utils.profiles import Profile, get_profile
+from course_utils.strategies import STRATEGIES, apply_strategy
 
 INITS = ("random", "general", "dapt", "tapt")
+#: How the classifier trains: ``full`` fine-tuning and a ``linear_probe`` by default; the other
+#: strategies of ``course_utils.strategies`` (``--heads lora bitfit ...``) on request.
 HEADS = ("full", "linear_probe")
+ALL_HEADS = ("full", "linear_probe", *(s for s in STRATEGIES if s != "full"))
 SPLITS = ("test", "unseen_entities", "negation")
 #: Labeled notes per class in the low-resource runs (``None`` means the whole training split).
 LABELED_PER_CLASS: tuple[int | None, ...] = (20, None)
 #: The learning rates full fine-tuning chooses from on validation, the same grid for every starting
 #: point (a random encoder often wants larger steps than a pretrained one).
 LEARNING_RATES = (3e-4, 1e-3, 3e-3)
+#: Strategies that train few parameters take larger steps (LoRA and adapters are usually tuned at 1e-3 or more).
+PEFT_LEARNING_RATES = (1e-3, 3e-3, 1e-2)
 #: Fewest optimiser steps of any run, so that 20 notes per class are fitted at all.
 MIN_STEPS = 150
 POOLING = "mean"
@@ -70,13 +78,20 @@ def _scores(labels: Sequence[int], predicted: Sequence[int]) -> dict[str, float]
 
 
 def _fine_tune(
-    source: Any, split: dict[str, Any], train: Any, num_labels: int, p: Profile, seed: int, device: Any
+    source: Any,
+    split: dict[str, Any],
+    train: Any,
+    num_labels: int,
+    p: Profile,
+    seed: int,
+    device: Any,
+    strategy: str = "full",
 ) -> tuple[dict[str, list[int]], dict[str, Any], float]:
-    """Full fine-tuning at each learning rate; the run best on validation predicts every split."""
+    """Fine-tuning with ``strategy`` at each learning rate; the run best on validation predicts every split."""
     best: tuple[float, float, Any, float] | None = None
-    for lr in LEARNING_RATES:
+    for lr in LEARNING_RATES if strategy == "full" else PEFT_LEARNING_RATES:
         start = time.perf_counter()
-        model = classifier_from(source, num_labels, pooling=POOLING, seed=seed)
+        model = apply_strategy(classifier_from(source, num_labels, pooling=POOLING, seed=seed), strategy)
         train_classifier(
             model,
             train,
@@ -95,7 +110,8 @@ def _fine_tune(
     assert best is not None
     _, lr, model, seconds = best
     predicted = {name: predict_logits(model, split[name]).argmax(-1).tolist() for name in SPLITS}
-    return predicted, {"lr": lr}, seconds
+    trainable, total = trainable_parameters(model)
+    return predicted, {"lr": lr, "trainable": trainable, "parameters": total}, seconds
 
 
 def _probe(
@@ -124,6 +140,9 @@ def run_benchmark(
     progress: bool = True,
 ) -> list[dict[str, Any]]:
     """Every (init, head, labeled_per_class, seed) run, one row per evaluated split (see the module docstring)."""
+    unknown = sorted(set(heads) - set(ALL_HEADS))
+    if unknown:
+        raise ValueError(f"Unknown head {unknown}; choose from {ALL_HEADS}.")
     p = get_profile(profile)
     device = pick_device()
     rows: list[dict[str, Any]] = []
@@ -160,7 +179,7 @@ def run_benchmark(
             seconds = extraction_seconds + time.perf_counter() - start  # as if each run extracted its own
         else:
             train = split["train"].subset(chosen)
-            predicted, setting, seconds = _fine_tune(source, split, train, num_labels, p, seed, device)
+            predicted, setting, seconds = _fine_tune(source, split, train, num_labels, p, seed, device, head)
         for name in SPLITS:
             rows.append(
                 {
@@ -218,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--profile", default="fast")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--inits", nargs="+", default=list(INITS), choices=INITS)
-    parser.add_argument("--heads", nargs="+", default=list(HEADS), choices=HEADS)
+    parser.add_argument("--heads", nargs="+", default=list(HEADS), choices=ALL_HEADS)
     parser.add_argument("--probe-layers", default="all", choices=PROBE_LAYERS)
     parser.add_argument("--out", type=Path, default=Path("build/transfer.json"))
     args = parser.parse_args(argv)

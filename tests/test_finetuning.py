@@ -127,6 +127,7 @@ def test_benchmark_rows_and_table(tmp_path, monkeypatch, one_thread):
     monkeypatch.setenv("COURSE_ARTIFACTS", str(tmp_path))
     monkeypatch.setattr(transfer, "MIN_STEPS", 2)
     monkeypatch.setattr(transfer, "LEARNING_RATES", (1e-3,))
+    monkeypatch.setattr(transfer, "PEFT_LEARNING_RATES", (1e-2,))
     tiny = get_profile(
         "fast", corpus_sentences=200, task_train=60, task_eval=12, vocab_size=300, hidden_size=32, num_layers=1,
         num_heads=2, intermediate_size=64, max_seq_len=32, batch_size=8, pretrain_steps=3, dapt_steps=2,
@@ -136,17 +137,21 @@ def test_benchmark_rows_and_table(tmp_path, monkeypatch, one_thread):
         tiny,
         seeds=[0],
         inits=["random", "general"],
-        heads=["full", "linear_probe"],
+        heads=["full", "linear_probe", "lora"],
         labeled_per_class=[2, None],
         progress=False,
     )
-    assert len(rows) == 2 * 2 * 2 * len(transfer.SPLITS)
+    assert len(rows) == 2 * 3 * 2 * len(transfer.SPLITS)
     assert set(rows[0]) >= {"init", "head", "labeled_per_class", "split", "seed", "accuracy", "macro_f1", "seconds"}
     assert {r["split"] for r in rows} == set(transfer.SPLITS)
     assert {r["labeled_per_class"] for r in rows} == {2, None}
     assert all(0 <= r["accuracy"] <= 1 and 0 <= r["macro_f1"] <= 1 for r in rows)
     assert {r["lr"] for r in rows if r["head"] == "full"} == {1e-3}
     assert {r["C"] for r in rows if r["head"] == "linear_probe"} <= set(PROBE_C)
+    lora = [r for r in rows if r["head"] == "lora"]
+    assert {r["lr"] for r in lora} == {1e-2} and all(0 < r["trainable"] < 0.2 * r["parameters"] for r in lora)
+    with pytest.raises(ValueError, match="Unknown head"):
+        transfer.run_benchmark(tiny, seeds=[0], heads=["prefix"], progress=False)
     table = transfer.format_table(rows)
     assert "random" in table and "2/class" in table and "all" in table and "±" in table
 
