@@ -62,8 +62,7 @@ COURSE_MAP: tuple[Chapter, ...] = (
         "07_finetuning_full_partial_adapters.ipynb",
         "Fine-tuning: full, partial, adapters",
         "full, head-only, top-k, BitFit, adapters, LoRA in one table",
-        builds=("teacher",),
-        needs=("dapt_bert",),
+        needs=("general_bert", "dapt_bert"),
     ),
     Chapter(
         "08_knowledge_distillation.ipynb",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,6 +160,15 @@ def _batch(split: EncodedSplit, index: torch.Tensor, device: torch.device) -> di
     }
 
 
+#: The optimisers a fine-tuning run can use, each built from (parameters, lr, weight_decay). AdamW
+#: decouples weight decay from the gradient step; RMSprop and SGD (with momentum) take it as L2.
+OPTIMIZERS: dict[str, Callable[[list[nn.Parameter], float, float], torch.optim.Optimizer]] = {
+    "adamw": lambda params, lr, wd: torch.optim.AdamW(params, lr=lr, weight_decay=wd),
+    "rmsprop": lambda params, lr, wd: torch.optim.RMSprop(params, lr=lr, weight_decay=wd),
+    "sgd": lambda params, lr, wd: torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=wd),
+}
+
+
 def train_classifier(
     model: nn.Module,
     train: EncodedSplit,
@@ -174,11 +183,13 @@ def train_classifier(
     device: str | torch.device = "cpu",
     progress: bool = True,
     desc: str = "Fine-tuning",
+    optimizer_name: str = "adamw",
 ) -> list[dict[str, Any]]:
     """Train ``model`` on ``train`` with AdamW, linear warm-up and decay; returns one record per step.
 
     Only parameters with ``requires_grad`` train, which is how every strategy (full, probe,
-    partial, adapters) is expressed. The run lasts ``epochs`` passes or ``min_steps`` steps,
+    partial, adapters) is expressed. ``optimizer_name`` picks one of ``OPTIMIZERS`` (AdamW unless
+    a comparison asks for another). The run lasts ``epochs`` passes or ``min_steps`` steps,
     whichever is longer: a tiny training set gets enough updates to fit at all.
     """
     if len(train) == 0:
@@ -188,7 +199,9 @@ def train_classifier(
     parameters = [p for p in model.parameters() if p.requires_grad]
     if not parameters:
         raise ValueError("No parameter of the model requires a gradient: there is nothing to train.")
-    optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
+    if optimizer_name not in OPTIMIZERS:
+        raise ValueError(f"Unknown optimizer {optimizer_name!r}; choose one of {sorted(OPTIMIZERS)}.")
+    optimizer = OPTIMIZERS[optimizer_name](parameters, lr, weight_decay)
     warmup = max(1, round(warmup_ratio * steps))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (steps - s) / max(1, steps - warmup))

@@ -111,6 +111,16 @@ def test_min_steps_and_bad_input():
         train_classifier(frozen, tiny, lr=1e-3, epochs=1, progress=False)
     with pytest.raises(ValueError, match="pooling"):
         classifier_from(CONFIG, 2, pooling="max")
+    with pytest.raises(ValueError, match="Unknown optimizer"):
+        train_classifier(model, tiny, lr=1e-3, epochs=1, optimizer_name="lion", progress=False)
+
+
+@pytest.mark.parametrize(("optimizer_name", "lr"), [("rmsprop", 1e-3), ("sgd", 0.05)])
+def test_other_optimizers_learn_the_keyword_task_too(one_thread, optimizer_name, lr):
+    train, test = _keyword_split(256, 0), _keyword_split(128, 1)
+    model = classifier_from(CONFIG, 2, seed=0)
+    train_classifier(model, train, lr=lr, epochs=8, batch_size=32, optimizer_name=optimizer_name, progress=False)
+    assert (predict_logits(model, test).argmax(-1) == test.labels).float().mean().item() > 0.9
 
 
 def test_labeled_subset_is_balanced_and_seeded():

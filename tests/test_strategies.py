@@ -154,7 +154,7 @@ def test_bad_options_get_clear_errors():
         LoRALinear(nn.Linear(4, 4), r=0)
 
 
-@pytest.mark.parametrize(("strategy", "options"), [("lora", {"r": 8}), ("adapter", {"bottleneck": 16})])
+@pytest.mark.parametrize(("strategy", "options"), [("lora", {}), ("adapter", {"bottleneck": 16})])
 def test_at_the_course_size_a_saved_adapter_is_at_most_5_percent_of_the_model(tmp_path, strategy, options):
     config = make_bert_config(get_profile("fast"), vocab_size=2_000)
     model = apply_strategy(classifier_from(config, 6, seed=0), strategy, **options)
