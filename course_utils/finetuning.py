@@ -185,7 +185,7 @@ def train_classifier(
     desc: str = "Fine-tuning",
     optimizer_name: str = "adamw",
 ) -> list[dict[str, Any]]:
-    """Train ``model`` on ``train`` with AdamW, linear warm-up and decay; returns one record per step.
+    """Train ``model`` on ``train`` (AdamW by default), linear warm-up and decay; one record per step.
 
     Only parameters with ``requires_grad`` train, which is how every strategy (full, probe,
     partial, adapters) is expressed. ``optimizer_name`` picks one of ``OPTIMIZERS`` (AdamW unless

@@ -34,6 +34,8 @@ STRATEGIES = ("full", "head_only", "top_k", "bitfit", "adapter", "lora")
 LORA_TARGETS = ("query", "key", "value", "dense")
 #: Rank and scale: at the course's width (128) rank 2 on every linear layer trains 1.6% of the model.
 LORA_RANK, LORA_ALPHA = 2, 4.0
+#: Width of a bottleneck adapter's middle layer.
+ADAPTER_BOTTLENECK = 16
 
 
 class LoRALinear(nn.Module):
@@ -43,7 +45,7 @@ class LoRALinear(nn.Module):
     exactly what the base layer does; training moves only ``r * (in + out)`` numbers.
     """
 
-    def __init__(self, base: nn.Linear, r: int = 8, alpha: float = 16.0, dropout: float = 0.0):
+    def __init__(self, base: nn.Linear, r: int = LORA_RANK, alpha: float = LORA_ALPHA, dropout: float = 0.0):
         super().__init__()
         if r < 1:
             raise ValueError(f"The LoRA rank r must be a positive integer, got {r!r}.")
@@ -76,7 +78,7 @@ class BottleneckAdapter(nn.Module):
     pretrained network's outputs are unchanged at the start.
     """
 
-    def __init__(self, hidden: int, bottleneck: int = 16):
+    def __init__(self, hidden: int, bottleneck: int = ADAPTER_BOTTLENECK):
         super().__init__()
         self.down = nn.Linear(hidden, bottleneck)
         self.up = nn.Linear(bottleneck, hidden)
@@ -112,7 +114,7 @@ def add_lora(
     return model
 
 
-def add_adapters(model: SequenceClassifier, bottleneck: int = 16) -> SequenceClassifier:
+def add_adapters(model: SequenceClassifier, bottleneck: int = ADAPTER_BOTTLENECK) -> SequenceClassifier:
     """Freeze the encoder; put an adapter after each layer's attention output and feed-forward output.
 
     The adapter sits where Houlsby et al. put it: on the sublayer's projected output, before the
@@ -130,8 +132,9 @@ def add_adapters(model: SequenceClassifier, bottleneck: int = 16) -> SequenceCla
 def apply_strategy(model: SequenceClassifier, strategy: str, **options: float) -> SequenceClassifier:
     """Set which parameters of ``model`` train (and insert modules) for one of ``STRATEGIES``.
 
-    Options: ``k`` for ``top_k`` (default 1); ``r``, ``alpha`` for ``lora``; ``bottleneck`` for
-    ``adapter``. The head always trains. Returns the same model, changed in place.
+    Options: ``k`` for ``top_k`` (default 1); ``r``, ``alpha`` for ``lora`` (default ``LORA_RANK``,
+    ``LORA_ALPHA``); ``bottleneck`` for ``adapter`` (default ``ADAPTER_BOTTLENECK``). The head
+    always trains. Returns the same model, changed in place.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"Unknown strategy {strategy!r}; choose one of {STRATEGIES}.")
@@ -153,7 +156,7 @@ def apply_strategy(model: SequenceClassifier, strategy: str, **options: float) -
             if name.endswith(".bias"):
                 parameter.requires_grad_(True)
     elif strategy == "adapter":
-        add_adapters(model, bottleneck=int(options.get("bottleneck", 16)))
+        add_adapters(model, bottleneck=int(options.get("bottleneck", ADAPTER_BOTTLENECK)))
     else:
         add_lora(model, r=int(options.get("r", LORA_RANK)), alpha=float(options.get("alpha", LORA_ALPHA)))
     return model
