@@ -68,7 +68,8 @@ COURSE_MAP: tuple[Chapter, ...] = (
         "08_knowledge_distillation.ipynb",
         "Knowledge distillation",
         "soft targets, temperature, T² scaling, student size vs speed vs accuracy",
-        needs=("teacher",),
+        builds=("teacher",),
+        needs=("dapt_bert",),
     ),
     Chapter(
         "09_domain_evaluation.ipynb",

@@ -12,15 +12,18 @@ computed once (``frozen_features``) and a logistic regression fitted on them to 
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -91,6 +94,37 @@ def classifier_from(
     if not isinstance(source, BertConfig):
         encoder.load_state_dict(source.base_model.state_dict(), strict=False)
     return SequenceClassifier(encoder, num_labels, pooling)
+
+
+CLASSIFIER_FILE = "classifier.json"
+
+
+def save_classifier(model: SequenceClassifier, folder: str | Path, labels: Sequence[str] = ()) -> Path:
+    """Write a classifier to ``folder``: the encoder's config.json, the weights as model.safetensors
+    and classifier.json (pooling, label names), so ``load_classifier`` rebuilds it without pickle."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.config.to_json_file(str(folder / "config.json"))
+    state = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
+    save_file(state, str(folder / "model.safetensors"))
+    meta = {"num_labels": model.num_labels, "pooling": model.pooling, "labels": list(labels)}
+    (folder / CLASSIFIER_FILE).write_text(json.dumps(meta))
+    return folder
+
+
+def load_classifier(folder: str | Path) -> SequenceClassifier:
+    """A ``save_classifier`` folder as a ``SequenceClassifier`` in eval mode; a clear error if files are missing."""
+    folder = Path(folder)
+    missing = [n for n in ("config.json", "model.safetensors", CLASSIFIER_FILE) if not (folder / n).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{folder} is not a saved classifier: {', '.join(missing)} missing (see save_classifier)."
+        )
+    meta = json.loads((folder / CLASSIFIER_FILE).read_text())
+    encoder = BertModel(BertConfig.from_json_file(str(folder / "config.json")), add_pooling_layer=False)
+    model = SequenceClassifier(encoder, meta["num_labels"], meta["pooling"])
+    model.load_state_dict(load_file(str(folder / "model.safetensors")))
+    return model.eval()
 
 
 def freeze_encoder(model: SequenceClassifier) -> SequenceClassifier:
@@ -184,6 +218,8 @@ def train_classifier(
     progress: bool = True,
     desc: str = "Fine-tuning",
     optimizer_name: str = "adamw",
+    loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    targets: torch.Tensor | None = None,
 ) -> list[dict[str, Any]]:
     """Train ``model`` on ``train`` (AdamW by default), linear warm-up and decay; one record per step.
 
@@ -191,9 +227,14 @@ def train_classifier(
     partial, adapters) is expressed. ``optimizer_name`` picks one of ``OPTIMIZERS`` (AdamW unless
     a comparison asks for another). The run lasts ``epochs`` passes or ``min_steps`` steps,
     whichever is longer: a tiny training set gets enough updates to fit at all.
+
+    The loss is the model's own cross-entropy unless ``loss_fn(logits, targets[rows], labels)`` is
+    given, with ``targets`` one row per training example: distillation passes the teacher's logits.
     """
     if len(train) == 0:
         raise ValueError("The training split is empty.")
+    if (loss_fn is None) != (targets is None) or (targets is not None and len(targets) != len(train)):
+        raise ValueError("loss_fn and targets go together, with one row of targets per training example.")
     device = torch.device(device)
     steps = max(min_steps, epochs * math.ceil(len(train) / batch_size))
     parameters = [p for p in model.parameters() if p.requires_grad]
@@ -216,7 +257,12 @@ def train_classifier(
         if len(order) < batch_size:
             order += torch.randperm(len(train), generator=generator).tolist()
         index, order = torch.tensor(order[:batch_size]), order[batch_size:]
-        loss = model(**_batch(train, index, device)).loss
+        batch = _batch(train, index, device)
+        if loss_fn is None:
+            loss = model(**batch).loss
+        else:
+            labels = batch.pop("labels")
+            loss = loss_fn(model(**batch).logits, targets[index].to(device), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

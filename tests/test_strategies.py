@@ -8,11 +8,11 @@ import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 from safetensors.torch import save_file
+from tiny import CONFIG, keyword_split
 from torch import nn
-from transformers import BertConfig, BertModel
+from transformers import BertModel
 
 from course_utils.finetuning import (
-    EncodedSplit,
     classifier_from,
     predict_logits,
     train_classifier,
@@ -28,20 +28,6 @@ from course_utils.strategies import (
     save_trainable,
 )
 from course_utils.training import make_bert_config
-
-CONFIG = BertConfig(
-    vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-    max_position_embeddings=16, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-)  # fmt: skip
-
-
-def _split(n: int = 64, seed: int = 0) -> EncodedSplit:
-    """Random texts where token 5 or 6 at position 3 decides the label."""
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(10, 60, (n, 8), generator=g)
-    labels = torch.randint(0, 2, (n,), generator=g)
-    ids[:, 3] = 5 + labels
-    return EncodedSplit(ids, torch.ones_like(ids), labels)
 
 
 def _model(strategy: str, **options: float) -> nn.Module:
@@ -120,7 +106,7 @@ def test_each_strategy_trains_what_it_names_and_the_head():
 def test_training_lora_leaves_the_pretrained_weights_unchanged():
     model = _model("lora", r=2)
     frozen = {n: p.clone() for n, p in model.named_parameters() if not p.requires_grad}
-    train_classifier(model, _split(), lr=1e-2, epochs=3, batch_size=16, progress=False)
+    train_classifier(model, keyword_split(), lr=1e-2, epochs=3, batch_size=16, progress=False)
     assert all(torch.equal(p, frozen[n]) for n, p in model.named_parameters() if n in frozen)
     assert any(not torch.equal(p, torch.zeros_like(p)) for n, p in model.named_parameters() if "lora_B" in n)
 
@@ -128,7 +114,7 @@ def test_training_lora_leaves_the_pretrained_weights_unchanged():
 @pytest.mark.parametrize("strategy", ["lora", "adapter", "bitfit"])
 def test_a_saved_strategy_is_small_and_reloads_to_the_same_predictions(tmp_path, strategy):
     model = _model(strategy)
-    split = _split()
+    split = keyword_split()
     train_classifier(model, split, lr=1e-2, epochs=2, batch_size=16, progress=False)
     path = save_trainable(model, tmp_path / f"{strategy}.safetensors")
     full_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
