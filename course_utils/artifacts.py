@@ -50,6 +50,8 @@ CONTINUED_CODE = ("course_utils.data", "course_utils.domain_pretraining", "cours
 GENERAL_BERT_LR = 2e-3
 GENERAL_BERT_WARMUP = 0.1
 
+#: Share of every batch taken from general text when DAPT replays (notebook 06's third run).
+REPLAY_RATIO = 0.25
 HISTORY_FILE = "training_history.json"
 
 
@@ -219,7 +221,7 @@ def get_general_bert_history(profile: str | Profile, seed: int = 0) -> list[dict
 
 # ----------------------------------------------------------------------------- DAPT / TAPT BERT (06)
 # Continued pretraining of the general BERT with course_utils.domain_pretraining.continue_pretraining,
-# the function notebook 06 calls for its inline runs (replay). Each entry also saves the run's
+# the function notebook 06 calls for its inline runs: DAPT, DAPT with replay, TAPT. Each entry also saves the run's
 # history, whose evaluations (pseudo-perplexity on held-out general, domain and task text) the
 # notebook plots as curves.
 
@@ -254,10 +256,25 @@ def tapt_bert_config(profile: Profile, seed: int = 0, task: str = "clinical") ->
     return _continued_config("tapt", f"task:{task}", profile, seed)
 
 
+def replay_bert_config(profile: Profile, seed: int = 0, domain: str = "clinical") -> dict[str, Any]:
+    """Everything the replay BERT's builder reads (its cache key), the general BERT's key included."""
+    return {**_continued_config("replay", f"corpus:{domain}", profile, seed), "replay_ratio": REPLAY_RATIO}
+
+
 def _build_continued(
-    folder: Path, profile: Profile, seed: int, texts: list[str], domain: str, desc: str, progress: bool
+    folder: Path,
+    profile: Profile,
+    seed: int,
+    texts: list[str],
+    domain: str,
+    desc: str,
+    progress: bool,
+    replay_ratio: float = 0.0,
 ) -> None:
-    """Continue the general BERT on ``texts``; save weights, tokenizer and history (with its evaluations)."""
+    """Continue the general BERT on ``texts``; save weights, tokenizer and history (with its evaluations).
+
+    With ``replay_ratio`` > 0 that share of every batch is general text (replay against forgetting).
+    """
     tokenizer = _tokenizer_entry(profile, seed, verbose=progress)
     model = _general_entry(profile, seed, history=False, verbose=progress)
     eval_fn = pppl_eval_fn(tokenizer, evaluation_texts(profile, seed, domain))
@@ -267,6 +284,8 @@ def _build_continued(
         texts,
         profile,
         seed,
+        mix_texts=corpus_texts("general", profile, seed) if replay_ratio > 0 else None,
+        mix_ratio=replay_ratio,
         salient_words=knowledge_words(domain),
         eval_fn=eval_fn,
         device=pick_device(),
@@ -285,6 +304,15 @@ def build_dapt_bert(
     _build_continued(folder, profile, seed, texts, domain, f"DAPT on {domain} text", progress)
 
 
+def build_replay_bert(
+    folder: Path, profile: Profile, seed: int = 0, domain: str = "clinical", *, progress: bool = True
+) -> None:
+    """DAPT with replay: like DAPT, but ``REPLAY_RATIO`` of every batch is general text."""
+    texts = corpus_texts(domain, profile, seed)
+    desc = f"DAPT on {domain} text with {REPLAY_RATIO:.0%} replay"
+    _build_continued(folder, profile, seed, texts, domain, desc, progress, replay_ratio=REPLAY_RATIO)
+
+
 def build_tapt_bert(
     folder: Path, profile: Profile, seed: int = 0, task: str = "clinical", *, progress: bool = True
 ) -> None:
@@ -300,6 +328,18 @@ def _dapt_entry(p: Profile, seed: int, domain: str, *, history: bool, verbose: b
         lambda folder: build_dapt_bert(folder, p, seed, domain, progress=verbose or history),
         dapt_bert_config(p, seed, domain),
         f"the {domain} DAPT BERT ({p.name} profile, seed {seed})",
+        history=history,
+        verbose=verbose,
+    )
+
+
+def _replay_entry(p: Profile, seed: int, domain: str, *, history: bool, verbose: bool) -> Any:
+    """The replay cache entry: the model, or (``history=True``) its training history."""
+    return _bert_entry(
+        "replay_bert",
+        lambda folder: build_replay_bert(folder, p, seed, domain, progress=verbose or history),
+        replay_bert_config(p, seed, domain),
+        f"the {domain} DAPT BERT with replay ({p.name} profile, seed {seed})",
         history=history,
         verbose=verbose,
     )
@@ -327,6 +367,18 @@ def get_dapt_bert(
 def get_dapt_bert_history(profile: str | Profile, seed: int = 0, domain: str = "clinical") -> list[dict[str, Any]]:
     """The DAPT run's history (one record per step, pseudo-perplexities at the evaluated steps)."""
     return _dapt_entry(get_profile(profile), seed, domain, history=True, verbose=False)
+
+
+def get_replay_bert(
+    profile: str | Profile, seed: int = 0, domain: str = "clinical", *, verbose: bool = True
+) -> BertForMaskedLM:
+    """DAPT with ``REPLAY_RATIO`` of general text in every batch, which forgets less general text (06)."""
+    return _replay_entry(get_profile(profile), seed, domain, history=False, verbose=verbose)
+
+
+def get_replay_bert_history(profile: str | Profile, seed: int = 0, domain: str = "clinical") -> list[dict[str, Any]]:
+    """The replay run's history (one record per step, pseudo-perplexities at the evaluated steps)."""
+    return _replay_entry(get_profile(profile), seed, domain, history=True, verbose=False)
 
 
 def get_tapt_bert(

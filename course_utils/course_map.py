@@ -55,7 +55,7 @@ COURSE_MAP: tuple[Chapter, ...] = (
         "06_domain_adaptive_pretraining.ipynb",
         "Domain-adaptive pretraining",
         "DAPT and TAPT, forgetting and replay",
-        builds=("dapt_bert", "tapt_bert"),
+        builds=("dapt_bert", "replay_bert", "tapt_bert"),
         needs=("general_bert",),
     ),
     Chapter(
@@ -75,6 +75,6 @@ COURSE_MAP: tuple[Chapter, ...] = (
         "09_domain_evaluation.ipynb",
         "Domain evaluation",
         "metrics, calibration, challenge sets, seeds and spread, the report card",
-        needs=("teacher",),
+        needs=("general_bert", "dapt_bert", "replay_bert", "teacher"),
     ),
 )

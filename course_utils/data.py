@@ -31,6 +31,8 @@ from course_utils.world import (
     EntropyFloor,
     TaskTruth,
     WorldTruth,
+    clean_task_labels,
+    counterexample_texts,
     domain_names,
     entropy_floor,
     generate_corpus,
@@ -45,8 +47,10 @@ __all__ = [
     "EntropyFloor",
     "TaskTruth",
     "WorldTruth",
+    "clean_labels",
     "corpus_floor",
     "corpus_texts",
+    "counterexamples",
     "evaluation_texts",
     "held_out_task_texts",
     "held_out_texts",
@@ -415,6 +419,35 @@ def load_task(
     if label_column != "label":
         loaded = loaded.rename_column(label_column, "label")
     return loaded
+
+
+def clean_labels(task: str, profile: str | Profile = "fast", seed: int = 0, split: str = "test") -> list[int]:
+    """The label id each text of a generated task's ``split`` decides, before label noise (the known truth).
+
+    Where it differs from the ``label`` column, the annotation is wrong and the text is right:
+    error analysis uses it to tell a model's mistakes from the data's.
+    """
+    domain = task_domain(task)
+    chosen = get_profile(profile)
+    splits = clean_task_labels(domain, chosen.task_train, chosen.task_eval, _check_seed(seed))
+    if split not in splits:
+        raise ValueError(f"Unknown split {split!r}; a generated task has {list(splits)}.")
+    names = list(task_truth(domain, chosen.task_train, chosen.task_eval, seed).labels)
+    return [names.index(label) for label in splits[split]]
+
+
+def counterexamples(task: str, n: int, seed: int = 0) -> datasets.Dataset:
+    """``n`` labeled notes that affirm one cue of their label and deny one cue of another (no label noise).
+
+    Reading the negation is the only way to label them, so adding them to the training split is
+    what a failure on the ``negation`` challenge set calls for; the set itself stays unseen.
+    """
+    domain = task_domain(task)
+    rows = counterexample_texts(domain, n, _check_seed(seed))
+    names = list(task_truth(domain, 0, 0, seed).labels)
+    return _task_dict({"counterexamples": list(rows)}, names, {"source": "world", "task": task, "seed": seed})[
+        "counterexamples"
+    ]
 
 
 def task_info(dataset: datasets.Dataset | datasets.DatasetDict) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from torch import nn
 from transformers import BertConfig, BertModel, Trainer
 
 from course_utils.data import load_task
-from course_utils.finetuning import EncodedSplit, SequenceClassifier, predict_logits, train_classifier
+from course_utils.finetuning import EncodedSplit, SequenceClassifier, train_classifier
 from course_utils.profiles import Profile, get_profile
 
 #: Defaults: a moderate temperature, and the soft and hard losses weighted equally.
@@ -138,11 +138,6 @@ def student_from_teacher(teacher: SequenceClassifier, layers: Sequence[int]) -> 
     student.encoder.encoder.layer = nn.ModuleList(student.encoder.encoder.layer[i] for i in layers)
     student.encoder.config.num_hidden_layers = len(layers)
     return student.train()
-
-
-def teacher_targets(teacher: nn.Module, split: EncodedSplit) -> torch.Tensor:
-    """The teacher's logits for every row of ``split`` (n, num_labels): computed once, with dropout off."""
-    return predict_logits(teacher, split)
 
 
 def unlabeled_notes(task: str, profile: str | Profile, seed: int, n: int) -> list[str]:

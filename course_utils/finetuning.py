@@ -155,6 +155,20 @@ class EncodedSplit:
         index = torch.as_tensor(list(indices), dtype=torch.long)
         return EncodedSplit(self.input_ids[index], self.attention_mask[index], self.labels[index])
 
+    @staticmethod
+    def concat(*parts: EncodedSplit) -> EncodedSplit:
+        """Several splits as one (labeled notes plus extra ones), each padded to the longest of them."""
+        width = max(part.input_ids.shape[1] for part in parts)
+
+        def pad(t: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.pad(t, (0, width - t.shape[1]))  # pad id and mask are both 0
+
+        return EncodedSplit(
+            torch.cat([pad(part.input_ids) for part in parts]),
+            torch.cat([pad(part.attention_mask) for part in parts]),
+            torch.cat([part.labels for part in parts]),
+        )
+
 
 def encode_split(
     tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], labels: Sequence[int], max_length: int

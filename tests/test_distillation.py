@@ -18,7 +18,6 @@ from course_utils.distillation import (
     soften,
     student_config,
     student_from_teacher,
-    teacher_targets,
     unlabeled_notes,
 )
 from course_utils.finetuning import (
@@ -79,7 +78,7 @@ def test_the_t_squared_factor_keeps_the_soft_gradient_at_high_temperature():
 def test_a_distilled_student_learns_the_teachers_predictions(one_thread):
     teacher = _trained_teacher()
     split = keyword_split(seed=1)
-    targets = teacher_targets(teacher, split)
+    targets = predict_logits(teacher, split)
     student = random_student(student_config(CONFIG, hidden_size=16, num_layers=1), 2, seed=0)
     history = distill(student, split, targets, lr=3e-3, epochs=1, min_steps=80, batch_size=16, progress=False)
     assert history[-1]["loss"] < history[0]["loss"]

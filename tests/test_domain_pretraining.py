@@ -91,6 +91,35 @@ def test_tapt_bert_builds_then_loads_and_differs_from_dapt(cache_dir, capsys):
     assert len(artifacts.get_tapt_bert_history(TINY, seed=0)) == TINY.dapt_steps
 
 
+def test_replay_bert_is_the_call_notebook_06_shows(cache_dir, capsys):
+    """The cached replay BERT equals continue_pretraining with mix_texts and mix_ratio, run by hand."""
+    from course_utils.data import corpus_texts
+    from course_utils.world import knowledge_words
+
+    replay = artifacts.get_replay_bert(TINY, seed=0)
+    assert "Built the clinical DAPT BERT with replay" in capsys.readouterr().out
+    by_hand = artifacts.get_general_bert(TINY, seed=0, verbose=False)
+    tokenizer = artifacts.get_tokenizer(TINY, seed=0, verbose=False)
+    history = dp.continue_pretraining(
+        by_hand,
+        tokenizer,
+        corpus_texts("clinical", TINY, 0),
+        TINY,
+        0,
+        mix_texts=corpus_texts("general", TINY, 0),
+        mix_ratio=artifacts.REPLAY_RATIO,
+        salient_words=knowledge_words("clinical"),
+        progress=False,
+    )
+    for name, tensor in by_hand.state_dict().items():
+        torch.testing.assert_close(tensor, replay.state_dict()[name], msg=name)
+    saved = artifacts.get_replay_bert_history(TINY, seed=0)
+    assert [r["loss"] for r in saved] == pytest.approx([r["loss"] for r in history])
+    dapt = artifacts.get_dapt_bert(TINY, seed=0, verbose=False)
+    assert not torch.equal(replay.bert.embeddings.word_embeddings.weight, dapt.bert.embeddings.word_embeddings.weight)
+    assert artifacts.replay_bert_config(TINY, 0) != artifacts.dapt_bert_config(TINY, 0)
+
+
 def test_cache_keys_name_what_the_builders_read():
     base = artifacts.dapt_bert_config(TINY, seed=0)
     assert base["general_bert"] == artifacts.general_bert_config(TINY, seed=0)

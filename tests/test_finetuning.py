@@ -168,3 +168,16 @@ def test_benchmark_rows_and_table(tmp_path, monkeypatch, one_thread):
     summary = transfer.summarise(rows + [dict(r, seed=1, accuracy=0.0) for r in rows])
     first = next(s for s in summary if s["init"] == "random" and s["split"] == "test" and s["head"] == "full")
     assert first["seeds"] == 2 and first["spread"] >= 0
+
+
+def test_concat_pads_every_part_to_the_longest_and_keeps_rows_in_order():
+    from course_utils.finetuning import EncodedSplit
+
+    short = EncodedSplit(torch.tensor([[2, 5, 3]]), torch.tensor([[1, 1, 1]]), torch.tensor([1]))
+    long = EncodedSplit(
+        torch.tensor([[2, 6, 7, 8, 3], [2, 9, 3, 0, 0]]), torch.tensor([[1] * 5, [1, 1, 1, 0, 0]]), torch.tensor([0, 2])
+    )
+    both = EncodedSplit.concat(short, long)
+    assert both.input_ids.tolist() == [[2, 5, 3, 0, 0], [2, 6, 7, 8, 3], [2, 9, 3, 0, 0]]
+    assert both.attention_mask.tolist() == [[1, 1, 1, 0, 0], [1] * 5, [1, 1, 1, 0, 0]]
+    assert both.labels.tolist() == [1, 0, 2] and len(both) == 3

@@ -103,3 +103,41 @@ def test_general_text_states_everyday_health_facts_but_names_no_domain_entity(se
         assert f"{condition.text} is treated in {condition.attrs['specialty']} clinics" in text, condition.text
     for symptom in clinical.entities["symptom"]:
         assert re.search(rf"had {re.escape(symptom.text)} and saw a {symptom.attrs['specialty']} doctor", text)
+
+
+@pytest.mark.parametrize("task", ["clinical", "finance", "legal"])
+def test_clean_labels_differ_from_the_annotations_at_the_label_noise_rate(task):
+    from course_utils.data import clean_labels, task_info
+
+    splits = load_task(task, "fast", 0)
+    noise = task_info(splits["train"])["label_noise"]
+    for split in ("train", "test", "negation"):
+        clean = np.array(clean_labels(task, "fast", 0, split))
+        annotated = np.array(splits[split]["label"])
+        assert len(clean) == len(annotated)
+        flipped = (clean != annotated).mean()
+        assert abs(flipped - noise) < 3 * np.sqrt(noise * (1 - noise) / len(clean)) + 0.01, (split, flipped)
+    with pytest.raises(ValueError, match="Unknown split"):
+        clean_labels(task, "fast", 0, "dev")
+
+
+@pytest.mark.parametrize("task", ["clinical", "finance", "legal"])
+def test_counterexamples_affirm_one_label_and_deny_another_with_training_entities(task):
+    """Word counts cannot label a counterexample (one cue of each of two labels); reading the negation can."""
+    from course_utils.data import counterexamples
+
+    grammar = task_grammar(task)
+    notes = counterexamples(task, 200, seed=0)
+    assert len(notes) == 200 and notes.features["label"].names == list(grammar.spec.labels)
+    assert list(notes["text"]) == list(counterexamples(task, 200, seed=0)["text"])  # deterministic
+    held = set(held_out_entities(task, 0))
+    negation = set(load_task(task, "fast", 0)["negation"]["text"])
+    names = notes.features["label"].names
+    for text, label in zip(notes["text"], notes["label"], strict=True):
+        assert text not in negation
+        mentioned = {e for e in grammar.label_of if re.search(rf"(?<![\w-]){re.escape(e)}(?![\w-])", text.lower())}
+        assert not mentioned & held, text
+        assert names[label] in {grammar.label_of[e] for e in mentioned}, text
+        assert len({grammar.label_of[e] for e in mentioned}) >= 2, text
+    with pytest.raises(ValueError):
+        counterexamples(task, -1)

@@ -10,7 +10,16 @@ Most notebooks use ``course_utils.data.load_corpus`` / ``load_task`` instead of 
 from course_utils.world.definitions import DefinitionError, Domain, Entity, domain_names, load_domain
 from course_utils.world.facts import drug_specialties, entity_classes, knowledge_words, unseen_entities
 from course_utils.world.generate import corpus_grammar, generate_corpus, sentence_logprob
-from course_utils.world.tasks import SPLITS, TYPO_RATE, add_typos, generate_task, held_out_entities, task_grammar
+from course_utils.world.tasks import (
+    SPLITS,
+    TYPO_RATE,
+    add_typos,
+    clean_task_labels,
+    counterexample_texts,
+    generate_task,
+    held_out_entities,
+    task_grammar,
+)
 from course_utils.world.text import detokenize, words
 from course_utils.world.truth import EntropyFloor, TaskTruth, WorldTruth, entropy_floor, task_truth, world_truth
 
@@ -24,6 +33,8 @@ __all__ = [
     "TaskTruth",
     "WorldTruth",
     "add_typos",
+    "clean_task_labels",
+    "counterexample_texts",
     "corpus_grammar",
     "detokenize",
     "domain_names",

@@ -131,13 +131,16 @@ class _TextMaker:
         return rng.choices([n for n, _ in others], [p for _, p in others])[0]
 
     def text(self, rng: random.Random, kind: str) -> tuple[list[str], str]:
-        """Tokens of one text of ``kind`` ("standard", "unseen" or "negation") and its clean label."""
+        """Tokens of one text of ``kind`` ("standard", "unseen", "negation" or "counterexample") and its clean label."""
         spec = self.g.spec
         label = rng.choices(self.labels, self.prior)[0]
         body: list[list[str]] = []
         if kind == "unseen":
             for _ in range(rng.randint(1, max(1, min(2, spec.cues_per_text[1])))):
                 body.append(self._cue(rng, label, {spec.held_out_type: self.g.affirmed[spec.held_out_type]}, held=True))
+        elif kind == "counterexample":
+            body.append(self._cue(rng, label, self.g.affirmed))
+            body.append(self._cue(rng, self._other_label(rng, label), self.g.negated))
         elif kind == "negation":
             body.append(self._cue(rng, label, self.g.affirmed))
             other = self._other_label(rng, label)
@@ -186,9 +189,8 @@ def add_typos(tokens: list[str], rng: random.Random, rate: float = TYPO_RATE) ->
     return out
 
 
-@functools.lru_cache(maxsize=64)
-def generate_task(domain: str, n_train: int, n_eval: int, seed: int = 0) -> dict[str, tuple[tuple[str, str], ...]]:
-    """Every split of a domain's task as (text, label) pairs; cached per domain, sizes and seed."""
+def _generate(domain: str, n_train: int, n_eval: int, seed: int) -> dict[str, tuple[tuple[str, str, str], ...]]:
+    """Every split as (text, annotated label, clean label) triples; the clean label is what the text decides."""
     for name, n in (("n_train", n_train), ("n_eval", n_eval)):
         if not isinstance(n, int) or n < 0:
             raise ValueError(f"{name} must be a non-negative integer, got {n!r}.")
@@ -202,7 +204,7 @@ def generate_task(domain: str, n_train: int, n_eval: int, seed: int = 0) -> dict
         "negation": "negation",
         "typos": "standard",
     }
-    splits: dict[str, tuple[tuple[str, str], ...]] = {}
+    splits: dict[str, tuple[tuple[str, str, str], ...]] = {}
     for split in SPLITS:
         rng = seeded_rng(grammar.domain.name, seed, "task", split)
         rows = []
@@ -210,6 +212,43 @@ def generate_task(domain: str, n_train: int, n_eval: int, seed: int = 0) -> dict
             tokens, label = maker.text(rng, kinds[split])
             if split == "typos":
                 tokens = add_typos(tokens, rng)
-            rows.append((detokenize(tokens), maker.noisy(rng, label)))
+            rows.append((detokenize(tokens), maker.noisy(rng, label), label))
         splits[split] = tuple(rows)
     return splits
+
+
+@functools.lru_cache(maxsize=64)
+def generate_task(domain: str, n_train: int, n_eval: int, seed: int = 0) -> dict[str, tuple[tuple[str, str], ...]]:
+    """Every split of a domain's task as (text, label) pairs; cached per domain, sizes and seed."""
+    return {
+        split: tuple((text, label) for text, label, _ in rows)
+        for split, rows in _generate(domain, n_train, n_eval, seed).items()
+    }
+
+
+@functools.lru_cache(maxsize=16)
+def clean_task_labels(domain: str, n_train: int, n_eval: int, seed: int = 0) -> dict[str, tuple[str, ...]]:
+    """The label each text of every split decides before label noise: the world's known truth, for error analysis."""
+    return {
+        split: tuple(clean for _, _, clean in rows) for split, rows in _generate(domain, n_train, n_eval, seed).items()
+    }
+
+
+def counterexample_texts(domain: str, n: int, seed: int = 0) -> tuple[tuple[str, str], ...]:
+    """``n`` (text, label) notes that state one cue of their label and deny one cue of another.
+
+    Only negation tells the two cues apart, so these are the training data a failure on the
+    ``negation`` split asks for. They use the training entities (none held out), come from a
+    random stream of their own, have no label noise, and differ from the ``negation`` split,
+    which denies two cues per note.
+    """
+    if not isinstance(n, int) or n < 0:
+        raise ValueError(f"n must be a non-negative integer, got {n!r}.")
+    grammar = task_grammar(domain)
+    maker = _TextMaker(grammar, held_out_entities(domain, seed))
+    rng = seeded_rng(grammar.domain.name, seed, "task", "counterexamples")
+    rows = []
+    for _ in range(n):
+        tokens, label = maker.text(rng, "counterexample")
+        rows.append((detokenize(tokens), label))
+    return tuple(rows)
