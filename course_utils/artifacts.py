@@ -31,10 +31,11 @@ from course_utils.domain_pretraining import (
     pppl_eval_fn,
 )
 from course_utils.env import pick_device
+from course_utils.mlm import encode_texts, occurring_token_ids
 from course_utils.paths import data_dir
 from course_utils.profiles import Profile, get_profile
 from course_utils.tokenization import train_wordpiece
-from course_utils.training import make_bert_config, train_mlm
+from course_utils.training import average_unread_rows, make_bert_config, train_mlm
 from course_utils.world import knowledge_words
 
 #: The domains whose text the course vocabulary is trained on (see notebook 04 for why all four).
@@ -162,7 +163,7 @@ def general_bert_config(profile: Profile, seed: int = 0) -> dict[str, Any]:
         "num_heads": profile.num_heads,
         "intermediate_size": profile.intermediate_size,
         "max_seq_len": profile.max_seq_len,
-        "batch_size": profile.batch_size,
+        "pretrain_batch_size": profile.pretrain_batch_size,
         "pretrain_steps": profile.pretrain_steps,
         "lr": GENERAL_BERT_LR,
         "warmup_ratio": GENERAL_BERT_WARMUP,
@@ -180,12 +181,13 @@ def build_general_bert(folder: Path, profile: Profile, seed: int = 0, *, progres
     """Pretrain a tiny BERT on the general corpus with ``train_mlm``; save weights (safetensors) and history (JSON)."""
     tokenizer = _tokenizer_entry(profile, seed, verbose=True)
     model = new_bert(profile, tokenizer, seed)
+    texts = corpus_texts("general", profile, seed)
     history = train_mlm(
         model,
         tokenizer,
-        corpus_texts("general", profile, seed),
+        texts,
         steps=profile.pretrain_steps,
-        batch_size=profile.batch_size,
+        batch_size=profile.pretrain_batch_size,
         lr=GENERAL_BERT_LR,
         warmup_ratio=GENERAL_BERT_WARMUP,
         salient_words=knowledge_words("general"),  # entity-aware masking (notebook 06 measures why)
@@ -194,6 +196,10 @@ def build_general_bert(folder: Path, profile: Profile, seed: int = 0, *, progres
         progress=progress,
         desc="Pretraining the general BERT",
     )
+    # The domain words it never read start as the average word, not as tiny random vectors (notebook 05).
+    read = occurring_token_ids(encode_texts(tokenizer, texts, profile.max_seq_len), len(tokenizer))
+    read[tokenizer.all_special_ids] = True
+    average_unread_rows(model, read, seed=seed)
     _save_bert(folder, model, history)
 
 

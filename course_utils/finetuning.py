@@ -337,6 +337,45 @@ def fit_linear_probe(
     return best[2], best[1]
 
 
+#: Inverse regularisation of the warm-start head: strong enough that the head's logits stay moderate,
+#: so the first fine-tuning steps still move the encoder.
+WARM_START_C = 1.0
+
+
+@torch.no_grad()
+def warm_start_head(
+    model: SequenceClassifier, train: EncodedSplit, *, c: float = WARM_START_C, seed: int = 0
+) -> SequenceClassifier:
+    """Set the head to a logistic regression fitted on the frozen encoder's features (LP-FT's first step).
+
+    A random head sends random gradients into the encoder: on a few labeled notes, fine-tuning then
+    reshapes the features of the words it sees and leaves the words it never sees behind, so
+    what pretraining knew about those is lost. Starting from a head that already reads the
+    pretrained features keeps the two aligned (Kumar et al., 2022, "Fine-tuning can distort
+    pretrained features"). The pooler of a ``cls`` head stays as initialised.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    rows = []
+    for start in range(0, len(train), 256):
+        batch = _batch(train, torch.arange(start, min(start + 256, len(train))), device)
+        rows.append(model.features(batch["input_ids"], batch["attention_mask"]).float().cpu())
+    features, labels = torch.cat(rows).numpy(), train.labels.tolist()  # (n, hidden)
+    probe = LogisticRegression(C=c, max_iter=3000, random_state=seed).fit(features, labels)
+    weight = torch.zeros_like(model.head.weight)  # (num_labels, hidden): classes absent from train keep 0
+    bias = torch.full_like(model.head.bias, -10.0)  # ... and a logit far below the others
+    coef, intercept = torch.as_tensor(probe.coef_), torch.as_tensor(probe.intercept_)
+    if len(probe.classes_) == 2:  # scikit-learn keeps one row for two classes: split it symmetrically
+        coef, intercept = torch.cat([-coef, coef]) / 2, torch.cat([-intercept, intercept]) / 2
+    for row, label in enumerate(probe.classes_):
+        weight[label], bias[label] = coef[row], intercept[row]
+    model.head.weight.copy_(weight)
+    model.head.bias.copy_(bias)
+    model.train(was_training)
+    return model
+
+
 @torch.no_grad()
 def predict_logits(
     model: nn.Module, split: EncodedSplit, batch_size: int = 256, device: str | torch.device | None = None

@@ -37,7 +37,8 @@ class Profile:
     intermediate_size: int  # width of the feed-forward block
     max_seq_len: int  # longest input in tokens
     vocab_size: int  # WordPiece vocabulary size
-    batch_size: int  # examples per optimisation step
+    batch_size: int  # examples per optimisation step (fine-tuning, DAPT and TAPT)
+    pretrain_batch_size: int  # texts per step for the general BERT: each is a document of a few sentences
     pretrain_steps: int  # MLM steps for the general BERT
     dapt_steps: int  # continued-pretraining steps (DAPT / TAPT)
     dapt_eval_texts: int  # held-out texts per domain for pseudo-perplexity during DAPT / TAPT (06)
@@ -64,6 +65,7 @@ PROFILES: dict[str, Profile] = {
         max_seq_len=64,
         vocab_size=2_000,
         batch_size=32,
+        pretrain_batch_size=10,
         pretrain_steps=3_000,
         dapt_steps=1_200,
         dapt_eval_texts=48,
@@ -84,6 +86,7 @@ PROFILES: dict[str, Profile] = {
         max_seq_len=128,
         vocab_size=8_000,
         batch_size=128,
+        pretrain_batch_size=40,
         pretrain_steps=20_000,
         dapt_steps=5_000,
         dapt_eval_texts=500,

@@ -4,7 +4,7 @@
 
 Notebook 07's table shows full fine-tuning from the DAPT BERT as the most accurate classifier on
 ``test`` and on ``unseen_entities``. ``get_teacher`` trains exactly that run, with the same
-``train_classifier`` call and settings, and caches it like every other artifact: its key holds the
+head warm start (``warm_start_head``), ``train_classifier`` call and settings, and caches it like every other artifact: its key holds the
 DAPT BERT's key, the profile fields and seed it reads, and a fingerprint of this code.
 """
 
@@ -24,6 +24,7 @@ from course_utils.finetuning import (
     load_classifier,
     save_classifier,
     train_classifier,
+    warm_start_head,
 )
 from course_utils.profiles import Profile, get_profile
 
@@ -62,6 +63,7 @@ def build_teacher(
     train = encode_split(tokenizer, data["train"]["text"], data["train"]["label"], profile.max_seq_len)
     names = data["train"].features["label"].names
     model = classifier_from(dapt, len(names), pooling=TEACHER_POOLING, seed=seed)
+    warm_start_head(model, train, seed=seed)  # LP-FT, as every run from a pretrained encoder in notebook 07
     train_classifier(
         model,
         train,

@@ -228,3 +228,31 @@ def train_mlm(
     bar.close()
     model.eval()
     return history
+
+
+#: Spread of a never-read row around the average row, as a share of the read rows' spread: enough
+#: for two new words to differ, small enough that each starts as an ordinary, average word.
+UNREAD_ROW_NOISE = 0.1
+
+
+@torch.no_grad()
+def average_unread_rows(model: nn.Module, read: torch.Tensor, *, noise: float = UNREAD_ROW_NOISE, seed: int = 0) -> int:
+    """Start every embedding row the model never read at the average of the rows it read, plus a little noise.
+
+    After pretraining with a restricted softmax, a row whose token never occurred is still at its
+    random initialisation: a vector many times shorter than a trained row, which the layer norm and
+    the attention of the trained model all but ignore. A classifier fine-tuned later then learns
+    such words (a drug name, for a general model) far more slowly than the words it knows. Starting
+    them as the average word, a common way to add tokens to a trained model, makes them readable.
+    ``read`` is a (vocab,) bool mask (``occurring_token_ids``); returns how many rows were set.
+    """
+    weight = model.get_input_embeddings().weight  # (vocab, hidden), tied to the output layer
+    read = read.to(weight.device)
+    unread = ~read
+    if not read.any() or not unread.any():
+        return 0
+    rows = weight[read]  # (read, hidden)
+    generator = torch.Generator().manual_seed(seed)
+    scatter = torch.randn(int(unread.sum()), weight.shape[1], generator=generator).to(weight.device)
+    weight[unread] = rows.mean(0) + noise * rows.std(0) * scatter
+    return int(unread.sum())

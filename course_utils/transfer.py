@@ -4,8 +4,9 @@ For each starting point (random init, the general BERT, the DAPT and TAPT BERTs)
 (full fine-tuning, a linear probe on the frozen encoder, and on request the other strategies of
 ``course_utils.strategies``: LoRA, adapters, BitFit, top-k layers, head only), each labeled-set size and each seed, it
 keeps the run that is best on ``validation`` and scores it on ``test``, ``unseen_entities`` and
-``negation``. Full fine-tuning runs once per learning rate of a small grid, so every starting
-point gets its own tuned learning rate; the probe is a logistic regression on the frozen
+``negation``. Full fine-tuning runs once per learning rate of a small grid and per way of
+starting the head (at random, or from a linear probe: LP-FT), so every starting point gets its
+own tuned recipe; the probe is a logistic regression on the frozen
 encoder's mean-pooled hidden states (every layer's by default), its regularisation tuned the same way. The numbers decide the course's design, so they come from
 this one function that anyone can rerun::
 
@@ -39,6 +40,7 @@ from course_utils.finetuning import (
     predict_logits,
     train_classifier,
     trainable_parameters,
+    warm_start_head,
 )
 from course_utils.profiles import Profile, get_profile
 from course_utils.strategies import STRATEGIES, apply_strategy
@@ -56,6 +58,9 @@ LABELED_PER_CLASS: tuple[int | None, ...] = (20, None)
 LEARNING_RATES = (3e-4, 1e-3, 3e-3)
 #: Strategies that train few parameters take larger steps (LoRA and adapters are usually tuned at 1e-3 or more).
 PEFT_LEARNING_RATES = (1e-3, 3e-3, 1e-2)
+#: How the new head starts: at random, or fitted as a linear probe first (LP-FT). Both are tried
+#: and validation picks, so a random encoder is not handicapped by a probe on random features.
+WARM_STARTS = (False, True)
 #: Fewest optimiser steps of any run, so that 20 notes per class are fitted at all.
 MIN_STEPS = 150
 POOLING = "mean"
@@ -87,11 +92,17 @@ def _fine_tune(
     device: Any,
     strategy: str = "full",
 ) -> tuple[dict[str, list[int]], dict[str, Any], float]:
-    """Fine-tuning with ``strategy`` at each learning rate; the run best on validation predicts every split."""
-    best: tuple[float, float, Any, float] | None = None
-    for lr in LEARNING_RATES if strategy == "full" else PEFT_LEARNING_RATES:
+    """Fine-tuning with ``strategy`` at each learning rate, with the head started at random or from a
+    linear probe (``warm_start_head``); the run best on validation predicts every split."""
+    best: tuple[float, tuple[float, bool], Any, float] | None = None
+    grid = [
+        (lr, warm) for lr in (LEARNING_RATES if strategy == "full" else PEFT_LEARNING_RATES) for warm in WARM_STARTS
+    ]
+    for lr, warm in grid:
         start = time.perf_counter()
         model = apply_strategy(classifier_from(source, num_labels, pooling=POOLING, seed=seed), strategy)
+        if warm:
+            warm_start_head(model, train, seed=seed)
         train_classifier(
             model,
             train,
@@ -106,12 +117,12 @@ def _fine_tune(
         seconds = time.perf_counter() - start
         valid = _scores(split["validation"].labels.tolist(), predict_logits(model, split["validation"]).argmax(-1))
         if best is None or valid["accuracy"] > best[0]:
-            best = (valid["accuracy"], lr, model, seconds)
+            best = (valid["accuracy"], (lr, warm), model, seconds)
     assert best is not None
-    _, lr, model, seconds = best
+    _, (lr, warm), model, seconds = best
     predicted = {name: predict_logits(model, split[name]).argmax(-1).tolist() for name in SPLITS}
     trainable, total = trainable_parameters(model)
-    return predicted, {"lr": lr, "trainable": trainable, "parameters": total}, seconds
+    return predicted, {"lr": lr, "warm_start": warm, "trainable": trainable, "parameters": total}, seconds
 
 
 def _probe(

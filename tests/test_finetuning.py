@@ -20,6 +20,7 @@ from course_utils.finetuning import (
     predict_logits,
     train_classifier,
     trainable_parameters,
+    warm_start_head,
 )
 from course_utils.profiles import get_profile
 
@@ -98,6 +99,23 @@ def test_frozen_features_and_a_fitted_probe(one_thread):
         frozen_features(encoder, train, layers="middle")
 
 
+def test_warm_start_fits_the_head_to_frozen_features_and_leaves_the_encoder_alone(one_thread):
+    train, test = _keyword_split(256, 0), _keyword_split(128, 1)
+    model = classifier_from(CONFIG, 3, seed=0)  # three labels, only two of which occur in train
+    encoder_before = {k: v.clone() for k, v in model.encoder.state_dict().items()}
+    cold = (predict_logits(model, test).argmax(-1) == test.labels).float().mean().item()
+    warm_start_head(model, train)
+    warm = predict_logits(model, test)
+    assert (warm.argmax(-1) == test.labels).float().mean().item() > max(0.8, cold)  # the keyword survives the top layer
+    assert (warm[:, 2] < warm[:, :2].min(-1).values).all()  # the label no training note has is never predicted
+    for name, tensor in model.encoder.state_dict().items():
+        assert torch.equal(encoder_before[name], tensor), name
+    assert model.training  # the mode it came in
+
+    binary = warm_start_head(classifier_from(CONFIG, 2, seed=0), train)  # scikit-learn's one-row binary case
+    assert (predict_logits(binary, test).argmax(-1) == test.labels).float().mean().item() > 0.8
+
+
 def test_min_steps_and_bad_input():
     model = classifier_from(CONFIG, 2)
     tiny = _keyword_split(4, 0)
@@ -157,6 +175,7 @@ def test_benchmark_rows_and_table(tmp_path, monkeypatch, one_thread):
     assert {r["labeled_per_class"] for r in rows} == {2, None}
     assert all(0 <= r["accuracy"] <= 1 and 0 <= r["macro_f1"] <= 1 for r in rows)
     assert {r["lr"] for r in rows if r["head"] == "full"} == {1e-3}
+    assert {r["warm_start"] for r in rows if r["head"] == "full"} <= {False, True}  # chosen on validation
     assert {r["C"] for r in rows if r["head"] == "linear_probe"} <= set(PROBE_C)
     lora = [r for r in rows if r["head"] == "lora"]
     assert {r["lr"] for r in lora} == {1e-2} and all(0 < r["trainable"] < 0.2 * r["parameters"] for r in lora)

@@ -152,6 +152,60 @@ def test_a_domain_of_single_clauses_never_writes_a_semicolon():
     assert sentence_logprob(grammar, two) == (-math.inf, 0)
 
 
+def themed_definition(**changes) -> dict:
+    """The tiny grammar as documents: a sentence about a toy or a colour keeps the document on that colour."""
+    return tiny_definition(theme={"toy": "colour", "colour": "text"}, **changes)
+
+
+def test_a_themed_document_keeps_its_theme_and_its_probabilities_sum_to_one():
+    grammar = CorpusGrammar.of(parse_domain(themed_definition(), "tiny.yaml"))
+    assert grammar.separator == "." and grammar.themed == (False, True, True)
+    domain = grammar.domain
+    clauses = set()
+    rng = random.Random(0)
+    for _ in range(3000):
+        tokens, logprob = sample_sentence(grammar, rng)
+        sentences = " ".join(tokens).split(" . ")
+        clauses.update(tuple(s.replace(" .", "").split()) for s in sentences)
+        themes = {domain.theme_of(e) for e in domain.by_text.values() if f" {e.text} " in f" {' '.join(tokens)} "}
+        assert len(themes - {None}) <= 1, tokens  # a red document never names a blue toy
+        assert sentence_logprob(grammar, detokenize(tokens))[0] == pytest.approx(logprob, abs=1e-9)
+    assert len(clauses) == 2 * 3 + 3 + 3
+    p = domain.continue_probability
+    for max_sentences in (1, 2, 3):
+        total = 0.0
+        for k in range(1, max_sentences + 1):
+            for combo in itertools.product(sorted(clauses), repeat=k):
+                text = detokenize([t for c in combo for t in (*c, ".")])
+                logprob, count = sentence_logprob(grammar, text)
+                if count:  # documents that mix themes or kinds have no derivation
+                    assert count == 1 and logprob <= 0
+                    total += math.exp(logprob)
+        assert total == pytest.approx(1 - p**max_sentences, abs=1e-12)
+    off_theme = "The ball is red. The kite is blue."
+    assert sentence_logprob(grammar, off_theme) == (-math.inf, 0)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"theme": {"gadget": "colour"}}, "not an entity type"),
+        ({"theme": {"toy": 3}}, "attribute path"),
+        ({"theme": {"toy": "size"}}, "has no attribute 'size'"),
+        ({"theme": ["toy"]}, "must map entity types"),
+    ],
+)
+def test_a_bad_theme_fails_with_a_message_that_says_what_is_wrong(change, message):
+    with pytest.raises(DefinitionError, match=message):
+        parse_domain(tiny_definition(**change), "tiny.yaml")
+
+
+def test_a_sentence_may_set_its_theme_only_once():
+    raw = themed_definition(corpus=[{"weight": 1, "template": "the {t=toy} and the {u=toy}"}])
+    with pytest.raises(DefinitionError, match="set its theme once"):
+        CorpusGrammar.of(parse_domain(raw, "tiny.yaml"))
+
+
 def test_empirical_frequencies_match_the_recorded_probabilities():
     grammar = CorpusGrammar.of(parse_domain(tiny_definition(), "tiny.yaml"))
     rng = random.Random(1)

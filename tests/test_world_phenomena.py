@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -29,6 +30,11 @@ def wordpiece(texts: list[str], vocab_size: int = 800) -> Tokenizer:
     trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=["[UNK]"], show_progress=False)
     tokenizer.train_from_iterator(texts, trainer)
     return tokenizer
+
+
+def padded_words(text: str) -> str:
+    """The text's words, space-separated with a space at each end, so " name " finds whole names only."""
+    return " " + " ".join(re.findall(r"[a-z0-9'-]+", text.lower())) + " "
 
 
 def bag_of_words_accuracies(task: str, seed: int) -> dict[str, float]:
@@ -102,7 +108,44 @@ def test_general_text_states_everyday_health_facts_but_names_no_domain_entity(se
     for condition in clinical.entities["condition"]:
         assert f"{condition.text} is treated in {condition.attrs['specialty']} clinics" in text, condition.text
     for symptom in clinical.entities["symptom"]:
-        assert re.search(rf"had {re.escape(symptom.text)} and saw a {symptom.attrs['specialty']} doctor", text)
+        assert re.search(rf"had {re.escape(symptom.text)} and saw the {symptom.attrs['specialty']} doctor", text)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_general_health_document_keeps_to_one_specialty(seed):
+    """What a document is about can be read from any of its sentences: the topic a pretrained model learns."""
+    clinical = load_domain("clinical")
+    specialty_of = {e.text: e.attrs["specialty"] for t in ("condition", "symptom") for e in clinical.entities[t]}
+    specialty_of.update({s.text: s.text for s in clinical.entities["specialty"]})
+    names = sorted(specialty_of, key=len, reverse=True)
+    health = long_health = 0
+    for text in load_corpus("general", "fast", seed, "train")["text"]:
+        low = padded_words(text)
+        found = {specialty_of[n] for n in names if f" {n} " in low}
+        assert len(found) <= 1, text
+        health += bool(found)
+        long_health += bool(found) and text.count(".") >= 3
+    assert health >= 0.3 * 16_000 and long_health >= 0.3 * health, (health, long_health)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_twenty_notes_per_class_name_only_some_conditions_and_symptoms(seed):
+    """With few labeled notes, most of what a test note names was never labeled: pretraining must know it."""
+    from course_utils.finetuning import labeled_subset
+
+    grammar = task_grammar("clinical")
+    everyday = [e.text for t in ("condition", "symptom") for e in grammar.domain.entities[t]]
+    train = load_task("clinical", "fast", seed)["train"]
+    chosen = labeled_subset(train["label"], 20, seed)
+
+    def times_named(texts: list[str]) -> Counter[str]:
+        return Counter(e for text in texts for e in everyday if f" {e} " in padded_words(text))
+
+    few = times_named([train["text"][i] for i in chosen])
+    # measured on seeds 0-2: 31-38 of the 120 are named three times or more, 17-19 never
+    assert sum(n >= 3 for n in few.values()) <= 0.4 * len(everyday), few
+    assert len(few) <= 0.9 * len(everyday), len(few)
+    assert set(times_named(train["text"])) == set(everyday)  # with every labeled note, each is labeled somewhere
 
 
 @pytest.mark.parametrize("task", ["clinical", "finance", "legal"])

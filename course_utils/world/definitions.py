@@ -72,6 +72,9 @@ class Domain:
     by_text: dict[str, Entity]
     corpus: tuple[tuple[float, str], ...]
     task: TaskSpec | None
+    #: Entity type -> attribute path of its theme (``{symptom: ("specialty",)}``). A domain with a theme
+    #: writes documents whose sentences keep to the first sentence's theme; empty means no theme.
+    theme: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def resolve(self, value: Any) -> Any:
         """An attribute value as an ``Entity`` when it names one, else the value itself (lists element-wise)."""
@@ -80,6 +83,16 @@ class Domain:
         if isinstance(value, str) and value in self.by_text:
             return self.by_text[value]
         return value
+
+    def theme_of(self, entity: Entity) -> str | None:
+        """The theme an entity belongs to (a symptom's specialty), or ``None`` for a type without one."""
+        path = self.theme.get(entity.type)
+        if path is None:
+            return None
+        if path == ("text",):  # the entity is a theme itself (a specialty)
+            return entity.text
+        value = self.follow(entity, path)
+        return value.text if isinstance(value, Entity) else str(value)
 
     def follow(self, entity: Entity, path: tuple[str, ...]) -> Any:
         """Follow attribute names from ``entity`` (``("class", "specialty")``); a clear error where one is missing."""
@@ -279,6 +292,25 @@ def _task(source: str, raw: Any, entities: dict[str, tuple[Entity, ...]]) -> Tas
     )
 
 
+def _theme(source: str, raw: Any, entities: dict[str, tuple[Entity, ...]]) -> dict[str, tuple[str, ...]]:
+    """``theme: {symptom: specialty, drug: class.specialty}``: each themed type and the path to its theme
+    (``text`` for a type whose entities are themes themselves, such as the specialties)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not raw:
+        raise _fail(
+            source, "'theme' must map entity types to the attribute that is their theme, e.g. {symptom: specialty}."
+        )
+    theme = {}
+    for type_name, path in raw.items():
+        if type_name not in entities:
+            raise _fail(source, f"theme names {type_name!r}, which is not an entity type ({sorted(entities)}).")
+        if not isinstance(path, str) or not path:
+            raise _fail(source, f"theme.{type_name} must be an attribute path such as 'specialty', got {path!r}.")
+        theme[str(type_name)] = tuple(path.split("."))
+    return theme
+
+
 def parse_domain(raw: Any, source: str) -> Domain:
     """Check a definition already read from YAML (a dict) and turn it into a ``Domain``."""
     if not isinstance(raw, dict):
@@ -322,8 +354,12 @@ def parse_domain(raw: Any, source: str) -> Domain:
         by_text=by_text,
         corpus=tuple(corpus),
         task=_task(source, raw["task"], entities) if raw.get("task") is not None else None,
+        theme=_theme(source, raw.get("theme"), entities),
     )
     _check_references(domain)
+    for items in (domain.entities[t] for t in domain.theme):
+        for entity in items:
+            domain.theme_of(entity)  # a clear error where a themed entity lacks the attribute
     return domain
 
 

@@ -160,9 +160,16 @@ def _tokens_of(value: object) -> tuple[str, ...]:
     return tuple(words(str(value)))
 
 
-def candidates(domain: Domain, pick: Pick, bindings: dict[str, Entity]) -> list[Entity]:
-    """The entities ``pick`` may choose from, given what was chosen before."""
+def themed_picks(domain: Domain, template: Template) -> list[Pick]:
+    """The picks that set a clause's theme: free choices ("all") of an entity type that has a theme."""
+    return [e for e in template.elements if isinstance(e, Pick) and e.mode == "all" and e.type in domain.theme]
+
+
+def candidates(domain: Domain, pick: Pick, bindings: dict[str, Entity], theme: str | None = None) -> list[Entity]:
+    """The entities ``pick`` may choose from, given what was chosen before (and the document's ``theme``)."""
     if pick.mode == "all":
+        if theme is not None and pick.type in domain.theme:
+            return [e for e in domain.entities[pick.type] if domain.theme_of(e) == theme]
         return list(domain.entities[pick.type])
     if pick.mode == "in":
         return domain.follow(bindings[pick.source_var], pick.path)
@@ -182,18 +189,30 @@ class Writer:
         self.domain = domain
         self._cache: dict[tuple[Pick, int], list[Entity]] = {}
 
-    def _candidates(self, pick: Pick, bindings: dict[str, Entity]) -> list[Entity]:
-        key = (pick, id(bindings.get(pick.source_var)))
+    def _candidates(self, pick: Pick, bindings: dict[str, Entity], theme: str | None) -> list[Entity]:
+        key = (pick, id(bindings.get(pick.source_var)), theme)
         found = self._cache.get(key)
         if found is None:
-            found = self._cache[key] = candidates(self.domain, pick, bindings)
+            found = self._cache[key] = candidates(self.domain, pick, bindings, theme)
         return found
 
     def write(
         self, template: Template, rng: random.Random, bindings: dict[str, Entity] | None = None
     ) -> tuple[list[str], float]:
         """Tokens of one clause and the natural log of the probability of the choices made."""
+        tokens, logprob, _ = self.write_on_theme(template, rng, bindings)
+        return tokens, logprob
+
+    def write_on_theme(
+        self,
+        template: Template,
+        rng: random.Random,
+        bindings: dict[str, Entity] | None = None,
+        theme: str | None = None,
+    ) -> tuple[list[str], float, str | None]:
+        """Like ``write``, keeping every themed entity on ``theme`` (if given); also returns the clause's theme."""
         bound = dict(bindings or {})
+        clause_theme = None
         tokens: list[str] = []
         logprob = 0.0
         for element in template.elements:
@@ -205,27 +224,34 @@ class Writer:
                 tokens.extend(element.options[i])
                 logprob += element.logprobs[i]
             elif isinstance(element, Pick):
-                pool = self._candidates(element, bound)
+                pool = self._candidates(element, bound, theme)
                 if not pool:
                     raise DefinitionError(
-                        f"{self.domain.source}: nothing to choose for {element} in {template.text!r}."
+                        f"{self.domain.source}: nothing to choose for {element} in {template.text!r}"
+                        + (f" on the theme {theme!r}." if theme is not None else ".")
                     )
                 entity = pool[rng.randrange(len(pool))]
                 bound[element.var] = entity
                 tokens.extend(entity.tokens)
                 logprob -= math.log(len(pool))
+                if element.mode == "all" and element.type in self.domain.theme:
+                    clause_theme = self.domain.theme_of(entity)
             else:
                 tokens.extend(_tokens_of(self.domain.follow(bound[element.var], element.path)))
-        return tokens, logprob
+        return tokens, logprob, clause_theme
 
 
-def derivations(domain: Domain, template: Template, tokens: tuple[str, ...]) -> Iterator[float]:
-    """The log-probability of every way ``template`` can write exactly ``tokens`` (usually none or one)."""
+def derivations(
+    domain: Domain, template: Template, tokens: tuple[str, ...], theme: str | None = None
+) -> Iterator[tuple[float, str | None]]:
+    """Every way ``template`` can write exactly ``tokens`` (usually none or one), on ``theme`` if given:
+    the log-probability of each and the theme of the clause it writes (``None`` for a clause without one)."""
 
-    def walk(i: int, pos: int, bound: dict[str, Entity], logprob: float) -> Iterator[float]:
+    def walk(i: int, pos: int, bound: dict[str, Entity], logprob: float) -> Iterator[tuple[float, str | None]]:
         if i == len(template.elements):
             if pos == len(tokens):
-                yield logprob
+                picks = themed_picks(domain, template)
+                yield logprob, domain.theme_of(bound[picks[0].var]) if picks else None
             return
         element = template.elements[i]
         if isinstance(element, Literal):
@@ -233,7 +259,7 @@ def derivations(domain: Domain, template: Template, tokens: tuple[str, ...]) -> 
         elif isinstance(element, WordChoice):
             options = [(o, lp, None) for o, lp in zip(element.options, element.logprobs, strict=True)]
         elif isinstance(element, Pick):
-            pool = candidates(domain, element, bound)
+            pool = candidates(domain, element, bound, theme)
             options = [(e.tokens, -math.log(len(pool)), e) for e in pool]
         else:
             options = [(_tokens_of(domain.follow(bound[element.var], element.path)), 0.0, None)]
