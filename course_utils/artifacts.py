@@ -29,6 +29,7 @@ from course_utils.domain_pretraining import (
     EVALUATIONS_PER_RUN,
     continue_pretraining,
     pppl_eval_fn,
+    tapt_steps,
 )
 from course_utils.env import pick_device
 from course_utils.mlm import encode_texts, occurring_token_ids
@@ -259,7 +260,7 @@ def dapt_bert_config(profile: Profile, seed: int = 0, domain: str = "clinical") 
 
 def tapt_bert_config(profile: Profile, seed: int = 0, task: str = "clinical") -> dict[str, Any]:
     """Everything the TAPT BERT's builder reads (its cache key), the general BERT's key included."""
-    return _continued_config("tapt", f"task:{task}", profile, seed)
+    return {**_continued_config("tapt", f"task:{task}", profile, seed), "steps": tapt_steps(profile)}
 
 
 def replay_bert_config(profile: Profile, seed: int = 0, domain: str = "clinical") -> dict[str, Any]:
@@ -276,10 +277,12 @@ def _build_continued(
     desc: str,
     progress: bool,
     replay_ratio: float = 0.0,
+    steps: int | None = None,
 ) -> None:
     """Continue the general BERT on ``texts``; save weights, tokenizer and history (with its evaluations).
 
-    With ``replay_ratio`` > 0 that share of every batch is general text (replay against forgetting).
+    With ``replay_ratio`` > 0 that share of every batch is general text (replay against forgetting);
+    ``steps`` (default ``profile.dapt_steps``) is how long the run lasts.
     """
     tokenizer = _tokenizer_entry(profile, seed, verbose=progress)
     model = _general_entry(profile, seed, history=False, verbose=progress)
@@ -294,6 +297,7 @@ def _build_continued(
         mix_ratio=replay_ratio,
         salient_words=knowledge_words(domain),
         eval_fn=eval_fn,
+        steps=steps,
         device=pick_device(),
         progress=progress,
         desc=desc,
@@ -324,7 +328,8 @@ def build_tapt_bert(
 ) -> None:
     """TAPT: continue the general BERT's MLM training on the task's training texts, without their labels."""
     texts = task_texts(task, profile, seed)
-    _build_continued(folder, profile, seed, texts, task_domain(task), f"TAPT on {task} task text", progress)
+    desc = f"TAPT on {task} task text"
+    _build_continued(folder, profile, seed, texts, task_domain(task), desc, progress, steps=tapt_steps(profile))
 
 
 def _dapt_entry(p: Profile, seed: int, domain: str, *, history: bool, verbose: bool) -> Any:
@@ -390,7 +395,7 @@ def get_replay_bert_history(profile: str | Profile, seed: int = 0, domain: str =
 def get_tapt_bert(
     profile: str | Profile, seed: int = 0, task: str = "clinical", *, verbose: bool = True
 ) -> BertForMaskedLM:
-    """The general BERT after ``profile.dapt_steps`` more MLM steps on the task's unlabeled training texts (06)."""
+    """The general BERT after ``tapt_steps(profile)`` more MLM steps on the task's unlabeled training texts (06)."""
     return _tapt_entry(get_profile(profile), seed, task, history=False, verbose=verbose)
 
 

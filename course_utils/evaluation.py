@@ -36,6 +36,21 @@ def _model_device(model: nn.Module, device: str | torch.device | None) -> torch.
 
 
 @torch.no_grad()
+def _logits_at(
+    model: nn.Module, ids: torch.Tensor, attention: torch.Tensor, rows: torch.Tensor, positions: torch.Tensor
+) -> torch.Tensor:
+    """The masked LM's logits at one position per row: (rows, vocab).
+
+    A ``BertForMaskedLM`` would score every position against the whole vocabulary; when its encoder
+    and prediction head are reachable (``base_model`` and ``cls``) only the wanted rows go through the
+    head, which gives the same numbers for a fraction of the work. Any other masked LM runs whole.
+    """
+    if hasattr(model, "cls") and hasattr(model, "base_model"):
+        hidden = model.base_model(input_ids=ids, attention_mask=attention).last_hidden_state  # (rows, seq, h)
+        return model.cls(hidden[rows, positions])
+    return model(input_ids=ids, attention_mask=attention).logits[rows, positions]
+
+
 def pseudo_log_likelihoods(
     model: nn.Module,
     tokenizer: PreTrainedTokenizerBase,
@@ -68,13 +83,11 @@ def pseudo_log_likelihoods(
                 copy[pos] = tokenizer.mask_token_id
                 copies.append(copy)
             ids, attention = pad_batch(copies, tokenizer.pad_token_id)  # (chunk, longest)
-            logits = model(
-                input_ids=ids.to(device), attention_mask=attention.to(device)
-            ).logits  # (chunk, longest, vocab)
             rows = torch.arange(len(chunk), device=device)
             positions = torch.tensor([pos for _, pos in chunk], device=device)
             targets = torch.tensor([encoded[i][pos] for i, pos in chunk], device=device)
-            log_probs = torch.log_softmax(logits[rows, positions].float(), dim=-1)  # (chunk, vocab)
+            logits = _logits_at(model, ids.to(device), attention.to(device), rows, positions)  # (chunk, vocab)
+            log_probs = torch.log_softmax(logits.float(), dim=-1)  # (chunk, vocab)
             for (i, _), value in zip(chunk, log_probs[rows, targets].tolist(), strict=True):
                 totals[i] += value
     return [(totals[i], max(0, len(encoded[i]) - 2)) for i in range(len(texts))]

@@ -88,7 +88,7 @@ def test_tapt_bert_builds_then_loads_and_differs_from_dapt(cache_dir, capsys):
     )
     dapt = artifacts.get_dapt_bert(TINY, seed=0, verbose=False)
     assert not torch.equal(tapt.bert.embeddings.word_embeddings.weight, dapt.bert.embeddings.word_embeddings.weight)
-    assert len(artifacts.get_tapt_bert_history(TINY, seed=0)) == TINY.dapt_steps
+    assert len(artifacts.get_tapt_bert_history(TINY, seed=0)) == dp.tapt_steps(TINY)
 
 
 def test_replay_bert_is_the_call_notebook_06_shows(cache_dir, capsys):
