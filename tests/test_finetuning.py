@@ -9,6 +9,7 @@ from transformers import BertConfig, BertForMaskedLM
 
 from course_utils import transfer
 from course_utils.finetuning import (
+    LENGTH_GROUP_BATCHES,
     PROBE_C,
     EncodedSplit,
     SequenceClassifier,
@@ -18,6 +19,7 @@ from course_utils.finetuning import (
     frozen_features,
     labeled_subset,
     predict_logits,
+    shuffled_epoch,
     train_classifier,
     trainable_parameters,
     warm_start_head,
@@ -200,3 +202,18 @@ def test_concat_pads_every_part_to_the_longest_and_keeps_rows_in_order():
     assert both.input_ids.tolist() == [[2, 5, 3, 0, 0], [2, 6, 7, 8, 3], [2, 9, 3, 0, 0]]
     assert both.attention_mask.tolist() == [[1, 1, 1, 0, 0], [1] * 5, [1, 1, 1, 0, 0]]
     assert both.labels.tolist() == [1, 0, 2] and len(both) == 3
+
+
+def test_a_length_grouped_epoch_visits_every_row_once_with_shorter_batches():
+    lengths = torch.randint(5, 64, (500,), generator=torch.Generator().manual_seed(0))
+    plain = shuffled_epoch(lengths, 16, torch.Generator().manual_seed(1), group_by_length=False)
+    grouped = shuffled_epoch(lengths, 16, torch.Generator().manual_seed(1), group_by_length=True)
+    assert sorted(plain) == sorted(grouped) == list(range(500))
+    window = LENGTH_GROUP_BATCHES * 16
+    assert sorted(grouped[:window]) == sorted(plain[:window]), "grouping only reorders within a run of batches"
+    assert lengths[grouped[:window]].diff().ge(0).all()
+
+    def mean_longest(order: list[int]) -> float:
+        return torch.stack([lengths[b].max() for b in torch.tensor(order).split(16)]).float().mean().item()
+
+    assert mean_longest(grouped) < 0.85 * mean_longest(plain)
