@@ -35,15 +35,15 @@ def _model_device(model: nn.Module, device: str | torch.device | None) -> torch.
     return torch.device(device) if device is not None else next(model.parameters()).device
 
 
-@torch.no_grad()
-def _logits_at(
+def logits_at(
     model: nn.Module, ids: torch.Tensor, attention: torch.Tensor, rows: torch.Tensor, positions: torch.Tensor
 ) -> torch.Tensor:
     """The masked LM's logits at one position per row: (rows, vocab).
 
-    A ``BertForMaskedLM`` would score every position against the whole vocabulary; when its encoder
-    and prediction head are reachable (``base_model`` and ``cls``) only the wanted rows go through the
-    head, which gives the same numbers for a fraction of the work. Any other masked LM runs whole.
+        A ``BertForMaskedLM`` would score every position against the whole vocabulary; when its encoder
+        and prediction head are reachable (``base_model`` and ``cls``) only the wanted rows go through the
+        head, which gives the same numbers for a fraction of the work. Any other masked LM runs whole.
+    Gradients flow as usual: prompt-based fine-tuning trains through it.
     """
     if hasattr(model, "cls") and hasattr(model, "base_model"):
         hidden = model.base_model(input_ids=ids, attention_mask=attention).last_hidden_state  # (rows, seq, h)
@@ -51,6 +51,7 @@ def _logits_at(
     return model(input_ids=ids, attention_mask=attention).logits[rows, positions]
 
 
+@torch.no_grad()
 def pseudo_log_likelihoods(
     model: nn.Module,
     tokenizer: PreTrainedTokenizerBase,
@@ -86,7 +87,7 @@ def pseudo_log_likelihoods(
             rows = torch.arange(len(chunk), device=device)
             positions = torch.tensor([pos for _, pos in chunk], device=device)
             targets = torch.tensor([encoded[i][pos] for i, pos in chunk], device=device)
-            logits = _logits_at(model, ids.to(device), attention.to(device), rows, positions)  # (chunk, vocab)
+            logits = logits_at(model, ids.to(device), attention.to(device), rows, positions)  # (chunk, vocab)
             log_probs = torch.log_softmax(logits.float(), dim=-1)  # (chunk, vocab)
             for (i, _), value in zip(chunk, log_probs[rows, targets].tolist(), strict=True):
                 totals[i] += value

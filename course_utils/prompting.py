@@ -19,6 +19,8 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import BatchEncoding, PreTrainedTokenizerBase
 
+from course_utils.evaluation import logits_at
+
 
 def verbaliser_ids(tokenizer: PreTrainedTokenizerBase, words: Sequence[str]) -> list[int]:
     """The token id of each label word; every word must be one token of the vocabulary."""
@@ -53,17 +55,11 @@ def encode_prompted(
 def _mask_scores(mlm: nn.Module, batch: BatchEncoding, mask_id: int, ids: list[int]) -> torch.Tensor:
     """The label words' scores at each row's one ``[MASK]``: (batch, labels).
 
-    Only the blank is read, so when the encoder and the prediction head are reachable (a
-    ``BertForMaskedLM``'s ``base_model`` and ``cls``) the head runs on that one position per row,
-    which gives the same numbers as scoring every position for a fraction of the work.
+    Only the blank is read, so the prediction head runs on that one position per row
+    (``evaluation.logits_at``, as pseudo-perplexity does).
     """
     rows, cols = (batch["input_ids"] == mask_id).nonzero(as_tuple=True)
-    if hasattr(mlm, "cls") and hasattr(mlm, "base_model"):
-        hidden = mlm.base_model(**batch).last_hidden_state  # (batch, seq, hidden)
-        logits = mlm.cls(hidden[rows, cols])  # (batch, vocab)
-    else:
-        logits = mlm(**batch).logits[rows, cols]
-    return logits[:, ids]
+    return logits_at(mlm, batch["input_ids"], batch["attention_mask"], rows, cols)[:, ids]
 
 
 def cloze_logits(
