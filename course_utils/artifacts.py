@@ -31,12 +31,11 @@ from course_utils.domain_pretraining import (
     pppl_eval_fn,
     tapt_steps,
 )
-from course_utils.env import pick_device
-from course_utils.mlm import encode_texts, occurring_token_ids
+from course_utils.env import course_device
+from course_utils.mlm import average_unread_rows, encode_texts, make_bert_config, occurring_token_ids, train_mlm
 from course_utils.paths import data_dir
 from course_utils.profiles import Profile, get_profile
 from course_utils.tokenization import train_wordpiece
-from course_utils.training import average_unread_rows, make_bert_config, train_mlm
 from course_utils.world import knowledge_words
 
 #: The domains whose text the course vocabulary is trained on (see notebook 04 for why all four).
@@ -45,7 +44,7 @@ TOKENIZER_DOMAINS = ("general", "clinical", "finance", "legal")
 #: The modules each builder calls besides this file. Their source, that of every course_utils module
 #: they import and this file's own make the code part of the artifact's key (``code_fingerprint``).
 TOKENIZER_CODE = ("course_utils.data", "course_utils.tokenization")
-GENERAL_BERT_CODE = ("course_utils.data", "course_utils.env", "course_utils.training", "course_utils.world")
+GENERAL_BERT_CODE = ("course_utils.data", "course_utils.env", "course_utils.mlm", "course_utils.world")
 CONTINUED_CODE = ("course_utils.data", "course_utils.domain_pretraining", "course_utils.env", "course_utils.world")
 
 #: Pretraining hyperparameters of the general BERT that the profile does not set.
@@ -192,7 +191,7 @@ def build_general_bert(folder: Path, profile: Profile, seed: int = 0, *, progres
         lr=GENERAL_BERT_LR,
         warmup_ratio=GENERAL_BERT_WARMUP,
         salient_words=knowledge_words("general"),  # entity-aware masking (notebook 06 measures why)
-        device=pick_device(),  # a GPU when there is one: the full profile is meant for it
+        device=course_device(),  # the device setup() chose: a GPU when there is one
         seed=seed,
         progress=progress,
         desc="Pretraining the general BERT",
@@ -298,7 +297,7 @@ def _build_continued(
         salient_words=knowledge_words(domain),
         eval_fn=eval_fn,
         steps=steps,
-        device=pick_device(),
+        device=course_device(),
         progress=progress,
         desc=desc,
     )

@@ -25,8 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import torch
 from filelock import FileLock
 
+from course_utils.env import course_device
 from course_utils.paths import REPO_ROOT, artifacts_dir
 
 T = TypeVar("T")
@@ -231,6 +233,8 @@ class ArtifactCache:
                 "config": json.loads(json.dumps(config, default=str)),
                 "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "build_seconds": round(seconds, 2),
+                "device": course_device().type,  # where the builders trained (setup() chose it)
+                "torch": torch.__version__,
                 "files": _describe_files(staging),
             }
             (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
@@ -295,7 +299,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"The cache at {cache.root} is empty.")
     for entry in entries:
         size = sum(f["bytes"] for f in entry.manifest["files"].values()) / 1e6
-        print(f"{entry.path.name:40s} {size:8.1f} MB  built {entry.manifest['built_at']}")
+        device = entry.manifest.get("device", "?")
+        print(f"{entry.path.name:40s} {size:8.1f} MB  built {entry.manifest['built_at']} on {device}")
 
 
 if __name__ == "__main__":

@@ -82,7 +82,12 @@ def distill(
 
 
 class DistillationTrainer(Trainer):
-    """A ``Trainer`` whose loss is ``distillation_loss`` against a frozen ``teacher``'s logits."""
+    """A ``Trainer`` whose loss is ``distillation_loss`` against a frozen ``teacher``'s logits.
+
+    The teacher is put in eval mode, frozen and moved to the trainer's device (``args.device``), in
+    place, like the student the ``Trainer`` moves: batches passed to ``compute_loss`` by hand must be
+    on that device too.
+    """
 
     def __init__(
         self, *args: Any, teacher: nn.Module, temperature: float = TEMPERATURE, alpha: float = ALPHA, **kwargs: Any

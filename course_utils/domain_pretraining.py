@@ -24,7 +24,7 @@ from transformers import PreTrainedTokenizerBase
 
 from course_utils.evaluation import pseudo_perplexity
 from course_utils.profiles import Profile
-from course_utils.training import train_mlm
+from course_utils.mlm import train_mlm
 
 #: Peak learning rate of continued pretraining: half the general BERT's, because the model is already
 #: trained and large steps would erase more of what it knows than the new text requires.

@@ -53,6 +53,19 @@ def pick_device(prefer: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+#: The device ``setup`` chose; ``None`` until it runs.
+_CHOSEN_DEVICE: torch.device | None = None
+
+
+def course_device() -> torch.device:
+    """The device ``setup()`` chose for this process (or the best present, if it has not run).
+
+    Builders of cached models and benchmarks train here, so a learner who passes
+    ``setup(device="cpu")`` on a GPU machine gets every model built on the CPU.
+    """
+    return _CHOSEN_DEVICE if _CHOSEN_DEVICE is not None else pick_device()
+
+
 def quiet_libraries() -> None:
     """Silence the warnings and progress bars that libraries print by default.
 
@@ -158,9 +171,10 @@ def setup(
     >>> course = setup(PROFILE, SEED)      # doctest: +SKIP
     >>> course.profile.hidden_size, course.device
     """
+    global _CHOSEN_DEVICE
     chosen = get_profile(profile)
     seed_everything(seed)
-    dev = pick_device(device)
+    dev = _CHOSEN_DEVICE = pick_device(device)
     threads = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
     torch.set_num_threads(threads)
     quiet_libraries()

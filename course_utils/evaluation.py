@@ -10,29 +10,22 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from course_utils.mlm import IGNORE_INDEX, encode_texts, mask_tokens, pad_batch
+from course_utils.training import evaluating, model_device
 
 
-@contextmanager
-def evaluating(model: nn.Module) -> Iterator[nn.Module]:
-    """Eval mode (no dropout) inside the block, then the mode the model had: a probe must not switch training off."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
-
-
-def _model_device(model: nn.Module, device: str | torch.device | None) -> torch.device:
-    return torch.device(device) if device is not None else next(model.parameters()).device
+def _on_device(model: nn.Module, device: str | torch.device | None) -> torch.device:
+    """The model's own device; a different ``device`` is an error, since a probe must not move the caller's model."""
+    own = model_device(model)
+    if device is not None and torch.device(device).type != own.type:
+        raise ValueError(f"The model is on {own}, not {device}: move it there first (model.to(device)).")
+    return own
 
 
 def logits_at(
@@ -65,9 +58,8 @@ def pseudo_log_likelihoods(
     the masked copies of many texts are stacked into batches of ``batch_size`` copies. Texts are
     cut to the model's maximum length; [CLS] and [SEP] are context, never predicted.
     """
-    device = _model_device(model, device)
+    device = _on_device(model, device)
     with evaluating(model):
-        model.to(device)
         encoded = encode_texts(tokenizer, texts, model.config.max_position_embeddings)
         # every (text, position) pair is one masked copy; longest texts first keeps padding small
         jobs = [
@@ -126,9 +118,8 @@ def masked_token_accuracy(
     This is what pretraining optimises, measured on held-out text: the masks are drawn from their
     own generator so that two models are scored on exactly the same positions.
     """
-    device = _model_device(model, device)
+    device = _on_device(model, device)
     with evaluating(model):
-        model.to(device)
         generator = torch.Generator().manual_seed(seed)
         encoded = encode_texts(tokenizer, texts, model.config.max_position_embeddings)
         correct = total = 0

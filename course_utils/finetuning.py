@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +27,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import nn
-from tqdm.auto import tqdm
 from transformers import BertConfig, BertModel, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.modeling_outputs import SequenceClassifierOutput
+
+from course_utils.training import BatchOrder, evaluating, make_optimizer, model_device, train_loop
 
 #: How token vectors become one vector per text: the mean over real tokens, or the [CLS] vector
 #: passed through a dense layer and tanh (``BertForSequenceClassification``'s pooler).
@@ -197,47 +197,20 @@ def labeled_subset(labels: Sequence[int], per_class: int | None, seed: int = 0) 
     return sorted(chosen)
 
 
-def _batch(split: EncodedSplit, index: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
-    """Rows ``index`` of a split, trimmed to their longest text, on ``device``."""
+def _rows(split: EncodedSplit, index: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Rows ``index`` of a split, trimmed to their longest text (still on the CPU)."""
     attention = split.attention_mask[index]
     longest = int(attention.sum(1).max())
     return {
-        "input_ids": split.input_ids[index, :longest].to(device),
-        "attention_mask": attention[:, :longest].to(device),
-        "labels": split.labels[index].to(device),
+        "input_ids": split.input_ids[index, :longest],
+        "attention_mask": attention[:, :longest],
+        "labels": split.labels[index],
     }
 
 
-#: Length grouping sorts each run of this many batches by length before cutting it into batches.
-LENGTH_GROUP_BATCHES = 16
-
-
-def shuffled_epoch(
-    lengths: torch.Tensor, batch_size: int, generator: torch.Generator, group_by_length: bool
-) -> list[int]:
-    """One pass over the rows in random order; with ``group_by_length``, similar lengths share a batch.
-
-    A batch is padded to its longest text, and compute grows with that length, so a batch of
-    short notes beside one long note pays for the long one 32 times. Sorting each run of
-    ``LENGTH_GROUP_BATCHES`` shuffled batches by length keeps the order random from run to run
-    while most batches hold notes of similar length (Hugging Face's ``group_by_length`` does the
-    same with runs of 50 batches). On the course's notes it shortens the average batch by about a third.
-    """
-    order = torch.randperm(len(lengths), generator=generator)  # (n,)
-    if not group_by_length:
-        return order.tolist()
-    window = LENGTH_GROUP_BATCHES * batch_size
-    runs = [chunk[lengths[chunk].argsort(stable=True)] for chunk in order.split(window)]
-    return torch.cat(runs).tolist()
-
-
-#: The optimisers a fine-tuning run can use, each built from (parameters, lr, weight_decay). AdamW
-#: decouples weight decay from the gradient step; RMSprop and SGD (with momentum) take it as L2.
-OPTIMIZERS: dict[str, Callable[[list[nn.Parameter], float, float], torch.optim.Optimizer]] = {
-    "adamw": lambda params, lr, wd: torch.optim.AdamW(params, lr=lr, weight_decay=wd),
-    "rmsprop": lambda params, lr, wd: torch.optim.RMSprop(params, lr=lr, weight_decay=wd),
-    "sgd": lambda params, lr, wd: torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=wd),
-}
+def _batch(split: EncodedSplit, index: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
+    """Rows ``index`` of a split, trimmed to their longest text, on ``device``."""
+    return {key: value.to(device) for key, value in _rows(split, index).items()}
 
 
 def train_classifier(
@@ -251,65 +224,64 @@ def train_classifier(
     weight_decay: float = 0.01,
     warmup_ratio: float = 0.1,
     seed: int = 0,
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = None,
     progress: bool = True,
     desc: str = "Fine-tuning",
     optimizer_name: str = "adamw",
     loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     targets: torch.Tensor | None = None,
     group_by_length: bool = True,
+    precision: str = "auto",
 ) -> list[dict[str, Any]]:
     """Train ``model`` on ``train`` (AdamW by default), linear warm-up and decay; one record per step.
 
     Only parameters with ``requires_grad`` train, which is how every strategy (full, probe,
-    partial, adapters) is expressed. ``optimizer_name`` picks one of ``OPTIMIZERS`` (AdamW unless
-    a comparison asks for another). The run lasts ``epochs`` passes or ``min_steps`` steps,
-    whichever is longer: a tiny training set gets enough updates to fit at all.
+    partial, adapters) is expressed. ``optimizer_name`` picks one of ``training.OPTIMIZERS`` (AdamW
+    unless a comparison asks for another); weight decay applies to every trained parameter and the
+    gradient is not clipped (the course's fine-tuning recipe). The run lasts ``epochs`` passes or
+    ``min_steps`` steps, whichever is longer: a tiny training set gets enough updates to fit at all.
 
     The loss is the model's own cross-entropy unless ``loss_fn(logits, targets[rows], labels)`` is
     given, with ``targets`` one row per training example: distillation passes the teacher's logits.
-    Batches group notes of similar length (``shuffled_epoch``) unless ``group_by_length`` is off.
+    Batches group notes of similar length (``training.shuffled_epoch``) unless ``group_by_length``
+    is off. The loop is ``training.train_loop``: the model trains on ``device`` (default: where it
+    is) and stays there, in eval mode.
     """
     if len(train) == 0:
         raise ValueError("The training split is empty.")
     if (loss_fn is None) != (targets is None) or (targets is not None and len(targets) != len(train)):
         raise ValueError("loss_fn and targets go together, with one row of targets per training example.")
-    device = torch.device(device)
     steps = max(min_steps, epochs * math.ceil(len(train) / batch_size))
-    parameters = [p for p in model.parameters() if p.requires_grad]
-    if not parameters:
-        raise ValueError("No parameter of the model requires a gradient: there is nothing to train.")
-    if optimizer_name not in OPTIMIZERS:
-        raise ValueError(f"Unknown optimizer {optimizer_name!r}; choose one of {sorted(OPTIMIZERS)}.")
-    optimizer = OPTIMIZERS[optimizer_name](parameters, lr, weight_decay)
-    warmup = max(1, round(warmup_ratio * steps))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (steps - s) / max(1, steps - warmup))
-    )
+    optimizer = make_optimizer(model, lr, name=optimizer_name, weight_decay=weight_decay)
     torch.manual_seed(seed)  # dropout
-    generator = torch.Generator().manual_seed(seed)  # data order
-    model.to(device).train()
-    history: list[dict[str, Any]] = []
-    start = time.perf_counter()
-    order: list[int] = []
-    lengths = train.attention_mask.sum(1)  # (n,) real tokens per row
-    for step in tqdm(range(1, steps + 1), desc=desc, disable=not progress, leave=False):
-        if len(order) < batch_size:
-            order += shuffled_epoch(lengths, batch_size, generator, group_by_length)
-        index, order = torch.tensor(order[:batch_size]), order[batch_size:]
-        batch = _batch(train, index, device)
+    order = BatchOrder(train.attention_mask.sum(1), batch_size, torch.Generator().manual_seed(seed), group_by_length)
+
+    def next_batch(_step: int) -> dict[str, torch.Tensor]:
+        index = order.next()
+        batch = _rows(train, index)
+        if targets is not None:
+            batch["targets"] = targets[index]
+        return batch
+
+    def classification_loss(m: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
         if loss_fn is None:
-            loss = model(**batch).loss
-        else:
-            labels = batch.pop("labels")
-            loss = loss_fn(model(**batch).logits, targets[index].to(device), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        history.append({"step": step, "loss": loss.item(), "seconds": time.perf_counter() - start})
-    model.eval()
-    return history
+            return m(**batch).loss, len(batch["labels"])
+        logits = m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        return loss_fn(logits, batch["targets"], batch["labels"]), len(batch["labels"])
+
+    return train_loop(
+        model,
+        next_batch,
+        classification_loss,
+        optimizer,
+        steps=steps,
+        warmup_ratio=warmup_ratio,
+        device=device,
+        precision=precision,
+        progress=progress,
+        desc=desc,
+        leave=False,
+    )
 
 
 #: Which hidden states a linear probe reads: the last layer's, or every layer's (the input
@@ -330,17 +302,15 @@ def frozen_features(
     """
     if layers not in PROBE_LAYERS:
         raise ValueError(f"Unknown layers {layers!r}; choose one of {PROBE_LAYERS}.")
-    device = next(encoder.parameters()).device
-    was_training = encoder.training
-    encoder.eval()
+    device = model_device(encoder)
     out = []
-    for start in range(0, len(split), batch_size):
-        batch = _batch(split, torch.arange(start, min(start + batch_size, len(split))), device)
-        states = encoder(batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True)
-        chosen = states.hidden_states if layers == "all" else states.hidden_states[-1:]
-        pooled = [mean_pool(h.float(), batch["attention_mask"]) for h in chosen]  # each (batch, hidden)
-        out.append(torch.cat(pooled, -1).cpu())
-    encoder.train(was_training)
+    with evaluating(encoder):
+        for start in range(0, len(split), batch_size):
+            batch = _batch(split, torch.arange(start, min(start + batch_size, len(split))), device)
+            states = encoder(batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True)
+            chosen = states.hidden_states if layers == "all" else states.hidden_states[-1:]
+            pooled = [mean_pool(h.float(), batch["attention_mask"]) for h in chosen]  # each (batch, hidden)
+            out.append(torch.cat(pooled, -1).cpu())
     return torch.cat(out).numpy()
 
 
@@ -383,40 +353,36 @@ def warm_start_head(
     pretrained features keeps the two aligned (Kumar et al., 2022, "Fine-tuning can distort
     pretrained features"). The pooler of a ``cls`` head stays as initialised.
     """
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     rows = []
-    for start in range(0, len(train), 256):
-        batch = _batch(train, torch.arange(start, min(start + 256, len(train))), device)
-        rows.append(model.features(batch["input_ids"], batch["attention_mask"]).float().cpu())
+    with evaluating(model):  # features on the model's own device, read back for scikit-learn
+        for start in range(0, len(train), 256):
+            batch = _batch(train, torch.arange(start, min(start + 256, len(train))), device)
+            rows.append(model.features(batch["input_ids"], batch["attention_mask"]).float().cpu())
     features, labels = torch.cat(rows).numpy(), train.labels.tolist()  # (n, hidden)
     probe = LogisticRegression(C=c, max_iter=3000, random_state=seed).fit(features, labels)
     weight = torch.zeros_like(model.head.weight)  # (num_labels, hidden): classes absent from train keep 0
     bias = torch.full_like(model.head.bias, -10.0)  # ... and a logit far below the others
-    coef, intercept = torch.as_tensor(probe.coef_), torch.as_tensor(probe.intercept_)
+    coef = torch.as_tensor(probe.coef_, dtype=weight.dtype, device=weight.device)
+    intercept = torch.as_tensor(probe.intercept_, dtype=bias.dtype, device=bias.device)
     if len(probe.classes_) == 2:  # scikit-learn keeps one row for two classes: split it symmetrically
         coef, intercept = torch.cat([-coef, coef]) / 2, torch.cat([-intercept, intercept]) / 2
     for row, label in enumerate(probe.classes_):
         weight[label], bias[label] = coef[row], intercept[row]
     model.head.weight.copy_(weight)
     model.head.bias.copy_(bias)
-    model.train(was_training)
     return model
 
 
 @torch.no_grad()
-def predict_logits(
-    model: nn.Module, split: EncodedSplit, batch_size: int = 256, device: str | torch.device | None = None
-) -> torch.Tensor:
-    """Logits for every row of ``split``, (n, num_labels), in eval mode (no dropout), on the CPU."""
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    was_training = model.training
-    model.eval()
+def predict_logits(model: nn.Module, split: EncodedSplit, batch_size: int = 256) -> torch.Tensor:
+    """Logits for every row of ``split``, (n, num_labels), in eval mode (no dropout), computed on the
+    model's device and returned on the CPU."""
+    device = model_device(model)
     out = []
-    for start in range(0, len(split), batch_size):
-        batch = _batch(split, torch.arange(start, min(start + batch_size, len(split))), device)
-        batch.pop("labels")
-        out.append(model(**batch).logits.float().cpu())
-    model.train(was_training)
+    with evaluating(model):
+        for start in range(0, len(split), batch_size):
+            batch = _batch(split, torch.arange(start, min(start + batch_size, len(split))), device)
+            batch.pop("labels")
+            out.append(model(**batch).logits.float().cpu())
     return torch.cat(out)

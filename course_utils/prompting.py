@@ -10,16 +10,16 @@ head.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 from transformers import BatchEncoding, PreTrainedTokenizerBase
 
 from course_utils.evaluation import logits_at
+from course_utils.training import BatchOrder, evaluating, make_optimizer, model_device, train_loop
 
 
 def verbaliser_ids(tokenizer: PreTrainedTokenizerBase, words: Sequence[str]) -> list[int]:
@@ -52,7 +52,7 @@ def encode_prompted(
     )
 
 
-def _mask_scores(mlm: nn.Module, batch: BatchEncoding, mask_id: int, ids: list[int]) -> torch.Tensor:
+def _mask_scores(mlm: nn.Module, batch: Mapping[str, torch.Tensor], mask_id: int, ids: list[int]) -> torch.Tensor:
     """The label words' scores at each row's one ``[MASK]``: (batch, labels).
 
     Only the blank is read, so the prediction head runs on that one position per row
@@ -74,15 +74,12 @@ def cloze_logits(
 ) -> torch.Tensor:
     """The masked LM's score for each label word at the prompt's ``[MASK]``: (n, labels), on the CPU."""
     ids = verbaliser_ids(tokenizer, words)
-    device = next(mlm.parameters()).device
-    was_training = mlm.training
-    mlm.eval()
+    device = model_device(mlm)
     out = []
-    with torch.no_grad():
+    with evaluating(mlm), torch.no_grad():
         for start in range(0, len(texts), batch_size):
             batch = encode_prompted(tokenizer, texts[start : start + batch_size], prompt, max_length).to(device)
             out.append(_mask_scores(mlm, batch, tokenizer.mask_token_id, ids).float().cpu())
-    mlm.train(was_training)
     return torch.cat(out)
 
 
@@ -99,34 +96,46 @@ def prompt_fine_tune(
     steps: int,
     batch_size: int = 16,
     seed: int = 0,
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = None,
     progress: bool = True,
+    precision: str = "auto",
 ) -> list[dict[str, Any]]:
     """PET: train every weight of ``mlm`` so that the right label word wins at the ``[MASK]``; one record per step.
 
-    AdamW with a constant learning rate; batches are drawn in a seeded random order. The loss is
-    the cross-entropy over the verbaliser's words only, so the rest of the vocabulary is ignored.
+    AdamW with a constant learning rate (the course's PET recipe: a few dozen steps on a few
+    notes, where a warm-up would spend a tenth of them); batches are drawn in a seeded random
+    order. The loss is the cross-entropy over the verbaliser's words only, so the rest of the
+    vocabulary is ignored. The loop is ``training.train_loop``: ``mlm`` trains on ``device``
+    (default: where it is) and stays there, in eval mode.
     """
     if len(texts) != len(labels) or not texts:
         raise ValueError("texts and labels must be non-empty and of the same length.")
     ids = verbaliser_ids(tokenizer, words)
     encode_prompted(tokenizer, texts[:1], prompt, max_length)  # checks the prompt before training
-    device = torch.device(device)
     targets = torch.as_tensor(list(labels))
-    optimizer = torch.optim.AdamW(mlm.parameters(), lr=lr)
+    optimizer = make_optimizer(mlm, lr)
     torch.manual_seed(seed)  # dropout
-    generator = torch.Generator().manual_seed(seed)  # data order
-    mlm.to(device).train()
-    history, order = [], []
-    for step in tqdm(range(1, steps + 1), desc="Prompt-based fine-tuning", disable=not progress, leave=False):
-        if len(order) < batch_size:
-            order += torch.randperm(len(texts), generator=generator).tolist()
-        index, order = order[:batch_size], order[batch_size:]
-        batch = encode_prompted(tokenizer, [texts[i] for i in index], prompt, max_length).to(device)
-        loss = F.cross_entropy(_mask_scores(mlm, batch, tokenizer.mask_token_id, ids), targets[index].to(device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        history.append({"step": step, "loss": loss.item()})
-    mlm.eval()
-    return history
+    order = BatchOrder(torch.zeros(len(texts)), batch_size, torch.Generator().manual_seed(seed), False)
+
+    def next_batch(_step: int) -> dict[str, torch.Tensor]:
+        index = order.next()
+        batch = encode_prompted(tokenizer, [texts[i] for i in index], prompt, max_length)
+        return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "labels": targets[index]}
+
+    def verbaliser_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        scores = _mask_scores(model, batch, tokenizer.mask_token_id, ids)  # (batch, labels)
+        return F.cross_entropy(scores, batch["labels"]), len(batch["labels"])
+
+    return train_loop(
+        mlm,
+        next_batch,
+        verbaliser_loss,
+        optimizer,
+        steps=steps,
+        constant_lr=True,
+        device=device,
+        precision=precision,
+        progress=progress,
+        desc="Prompt-based fine-tuning",
+        leave=False,
+    )

@@ -54,8 +54,9 @@ class LoRALinear(nn.Module):
         self.base = base
         self.base.requires_grad_(False)
         self.r, self.alpha, self.scaling = r, alpha, alpha / r
-        self.lora_A = nn.Parameter(torch.empty(r, base.in_features))  # (r, in)
-        self.lora_B = nn.Parameter(torch.zeros(base.out_features, r))  # (out, r)
+        like = {"device": base.weight.device, "dtype": base.weight.dtype}  # where the wrapped layer lives
+        self.lora_A = nn.Parameter(torch.empty(r, base.in_features, **like))  # (r, in)
+        self.lora_B = nn.Parameter(torch.zeros(base.out_features, r, **like))  # (out, r)
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # the same start as peft's
         self.dropout = nn.Dropout(dropout)
 
@@ -66,7 +67,8 @@ class LoRALinear(nn.Module):
     @torch.no_grad()
     def merged(self) -> nn.Linear:
         """One ``nn.Linear`` with the update folded into its weight: no extra cost at inference."""
-        layer = nn.Linear(self.base.in_features, self.base.out_features, bias=self.base.bias is not None)
+        like = {"device": self.base.weight.device, "dtype": self.base.weight.dtype}
+        layer = nn.Linear(self.base.in_features, self.base.out_features, bias=self.base.bias is not None, **like)
         layer.weight.copy_(self.base.weight + self.scaling * self.lora_B @ self.lora_A)
         if self.base.bias is not None:
             layer.bias.copy_(self.base.bias)
@@ -80,10 +82,17 @@ class BottleneckAdapter(nn.Module):
     pretrained network's outputs are unchanged at the start.
     """
 
-    def __init__(self, hidden: int, bottleneck: int = ADAPTER_BOTTLENECK):
+    def __init__(
+        self,
+        hidden: int,
+        bottleneck: int = ADAPTER_BOTTLENECK,
+        *,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ):
         super().__init__()
-        self.down = nn.Linear(hidden, bottleneck)
-        self.up = nn.Linear(bottleneck, hidden)
+        self.down = nn.Linear(hidden, bottleneck, device=device, dtype=dtype)
+        self.up = nn.Linear(bottleneck, hidden, device=device, dtype=dtype)
         nn.init.zeros_(self.up.weight)
         nn.init.zeros_(self.up.bias)
 
@@ -126,7 +135,8 @@ def add_adapters(model: SequenceClassifier, bottleneck: int = ADAPTER_BOTTLENECK
     hidden = model.config.hidden_size
     for layer in model.encoder.encoder.layer:
         for block in (layer.attention.output, layer.output):  # each has .dense then dropout + LayerNorm
-            block.dense = nn.Sequential(block.dense, BottleneckAdapter(hidden, bottleneck))
+            like = {"device": block.dense.weight.device, "dtype": block.dense.weight.dtype}
+            block.dense = nn.Sequential(block.dense, BottleneckAdapter(hidden, bottleneck, **like))
             block.LayerNorm.requires_grad_(True)
     return model
 

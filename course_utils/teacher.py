@@ -16,7 +16,7 @@ from typing import Any
 from course_utils import artifacts
 from course_utils.cache import fingerprint, get_or_build, source_files
 from course_utils.data import load_task, task_domain
-from course_utils.env import pick_device
+from course_utils.env import course_device
 from course_utils.finetuning import (
     SequenceClassifier,
     classifier_from,
@@ -72,7 +72,7 @@ def build_teacher(
         batch_size=profile.batch_size,
         min_steps=TEACHER_MIN_STEPS,
         seed=seed,
-        device=pick_device(),
+        device=course_device(),
         progress=progress,
         desc=f"Fine-tuning the {task} teacher",
     )

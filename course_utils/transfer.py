@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from course_utils import artifacts
 from course_utils.data import load_task
-from course_utils.env import pick_device
+from course_utils.env import course_device
 from course_utils.finetuning import (
     PROBE_LAYERS,
     classifier_from,
@@ -155,7 +155,7 @@ def run_benchmark(
     if unknown:
         raise ValueError(f"Unknown head {unknown}; choose from {ALL_HEADS}.")
     p = get_profile(profile)
-    device = pick_device()
+    device = course_device()
     rows: list[dict[str, Any]] = []
     jobs = [(seed, init, head, n) for seed in seeds for init in inits for head in heads for n in labeled_per_class]
     bar = tqdm(jobs, desc="Transfer benchmark", disable=not progress)

@@ -59,15 +59,15 @@ def test_the_key_depends_on_config_and_name():
 
 
 def test_source_files_follow_imports_from_the_source_without_running_it(package_copy):
-    files = source_files("course_utils.training", root=package_copy)
+    files = source_files("course_utils.mlm", root=package_copy)
     assert {"course_utils/training.py", "course_utils/mlm.py", "course_utils/profiles.py"} <= files
-    assert "course_utils/__init__.py" in files  # importing course_utils.training runs it too
+    assert "course_utils/__init__.py" in files  # importing course_utils.mlm runs it too
     assert "course_utils/ngram.py" not in files and "course_utils/data.py" not in files
     world = source_files("course_utils.world", root=package_copy)
     assert {"course_utils/world/__init__.py", "course_utils/world/tasks.py", "course_utils/paths.py"} <= world
-    assert source_files("course_utils.training", follow_imports=False, root=package_copy) == {
+    assert source_files("course_utils.mlm", follow_imports=False, root=package_copy) == {
         "course_utils/__init__.py",
-        "course_utils/training.py",
+        "course_utils/mlm.py",
     }
     with pytest.raises(ValueError, match="course_utils.nothing"):
         source_files("course_utils.nothing", root=package_copy)
@@ -75,15 +75,15 @@ def test_source_files_follow_imports_from_the_source_without_running_it(package_
 
 def test_editing_a_fingerprinted_module_changes_the_fingerprint(package_copy):
     def training_code() -> str:
-        return fingerprint(source_files("course_utils.training", root=package_copy), package_copy)
+        return fingerprint(source_files("course_utils.mlm", root=package_copy), package_copy)
 
     before = training_code()
     assert training_code() == before, "the same source gives the same fingerprint"
     ngram = package_copy / "course_utils" / "ngram.py"
-    ngram.write_text(ngram.read_text() + "\n# a module training.py does not import\n")
+    ngram.write_text(ngram.read_text() + "\n# a module mlm.py does not import\n")
     assert training_code() == before
-    mlm = package_copy / "course_utils" / "mlm.py"  # imported by training.py
-    mlm.write_text(mlm.read_text().replace("IGNORE_INDEX = -100", "IGNORE_INDEX = -1"))
+    core = package_copy / "course_utils" / "training.py"  # imported by mlm.py
+    core.write_text(core.read_text().replace("LOG_EVERY = 10", "LOG_EVERY = 5"))
     assert training_code() != before
 
 

@@ -20,7 +20,7 @@ from course_utils.evaluation import (
 )
 from course_utils.profiles import get_profile
 from course_utils.tokenization import train_wordpiece
-from course_utils.training import make_bert_config
+from course_utils.mlm import make_bert_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

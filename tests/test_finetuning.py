@@ -9,7 +9,6 @@ from transformers import BertConfig, BertForMaskedLM
 
 from course_utils import transfer
 from course_utils.finetuning import (
-    LENGTH_GROUP_BATCHES,
     PROBE_C,
     EncodedSplit,
     SequenceClassifier,
@@ -19,12 +18,12 @@ from course_utils.finetuning import (
     frozen_features,
     labeled_subset,
     predict_logits,
-    shuffled_epoch,
     train_classifier,
     trainable_parameters,
     warm_start_head,
 )
 from course_utils.profiles import get_profile
+from course_utils.training import LENGTH_GROUP_BATCHES, shuffled_epoch
 
 CONFIG = BertConfig(
     vocab_size=40, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,

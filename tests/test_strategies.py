@@ -27,7 +27,7 @@ from course_utils.strategies import (
     load_trainable,
     save_trainable,
 )
-from course_utils.training import make_bert_config
+from course_utils.mlm import make_bert_config
 
 
 def _model(strategy: str, **options: float) -> nn.Module:

@@ -9,7 +9,8 @@ from transformers import BertForMaskedLM, DataCollatorForLanguageModeling
 from course_utils.mlm import IGNORE_INDEX, mask_tokens, occurring_token_ids, pad_batch, salient_token_ids
 from course_utils.profiles import get_profile
 from course_utils.tokenization import train_wordpiece
-from course_utils.training import linear_warmup_decay, make_bert_config, train_mlm
+from course_utils.mlm import make_bert_config, train_mlm
+from course_utils.training import linear_warmup_decay
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -172,11 +173,13 @@ def test_rows_never_read_are_left_alone_by_a_restricted_softmax(tokenizer):
 
 
 def test_the_loss_on_chosen_rows_equals_the_models_own_loss(tokenizer, batch):
-    from course_utils.training import _masked_lm_loss
+    from course_utils.mlm import masked_lm_loss
 
     torch.manual_seed(0)
     model = BertForMaskedLM(make_bert_config(get_profile("fast"), len(tokenizer), pad_token_id=tokenizer.pad_token_id))
     inputs, labels = mask_tokens(batch, tokenizer, generator=torch.Generator().manual_seed(0))
     attention = (batch != tokenizer.pad_token_id).long()
     expected = model(input_ids=inputs, attention_mask=attention, labels=labels).loss
-    assert torch.allclose(_masked_lm_loss(model, inputs, attention, labels, None), expected, atol=1e-5)
+    loss, count = masked_lm_loss(model, {"input_ids": inputs, "attention_mask": attention, "labels": labels})
+    assert torch.allclose(loss, expected, atol=1e-5)
+    assert count == int((labels != IGNORE_INDEX).sum())
