@@ -9,7 +9,7 @@ PIP_ARGS ?=
 BIN     := $(VENV)/bin
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 
-.PHONY: setup course notebooks transfer book site-check test unit nbval lint format strip lab clean clean-cache
+.PHONY: setup course notebooks transfer book site-check gpu-check test unit nbval lint format strip lab clean clean-cache
 
 setup: $(VENV)/.installed
 
@@ -36,11 +36,15 @@ transfer: setup
 
 ## The site is built from the notebooks `make notebooks` executed; it never runs them itself.
 book: setup
-	$(BIN)/python -m course_utils.book
+	$(BIN)/python -m tools.book
 
 ## Open every page of the built site in headless Chromium (needs the chromium package).
 site-check: setup
-	$(BIN)/python -m course_utils.site_check
+	$(BIN)/python -m tools.site_check
+
+## The GPU path in a few minutes (needs CUDA; without it, says so and exits 0). Never part of `make test`.
+gpu-check: setup
+	$(OFFLINE) $(BIN)/python -m course_utils.gpu_check
 
 ## Everything CI checks: lint and the unit tests. One of them executes every notebook once, in course
 ## order, with papermill (the runner), and builds and opens the site from those executions.
@@ -56,10 +60,10 @@ nbval: setup
 
 lint: setup
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check course_utils tests
+	$(BIN)/ruff format --check course_utils tools tests
 
 format: setup
-	$(BIN)/ruff format course_utils tests
+	$(BIN)/ruff format course_utils tools tests
 	$(BIN)/ruff check --fix .
 
 ## Remove outputs from notebooks before committing them.

@@ -1,64 +1,115 @@
-"""The course's artifacts and their builders, in dependency order.
+"""The course's cached models: each built from its recipe (``course_utils.recipes``) and kept in the cache.
 
-    tokenizer (04) ──► general BERT (05) ──► DAPT / TAPT BERT (06)
+    get("dapt_bert", profile, seed)   # load it, or build it (and what it starts from) first
 
-Each ``get_*`` function loads its artifact from the cache (``course_utils.cache``) or builds it
-with the same functions the notebook that teaches it uses, showing a progress bar and printing one
-line that says which happened. A cache key holds everything the builder reads: the profile fields,
-the seed, a fingerprint of the code it runs (this file and the modules it calls, with all they
-import) and the key of each artifact it builds on, so changing the tokenizer, or a line of
-``train_mlm``, also gives a new general BERT. Only the ``get_*`` functions take a profile's name;
-they resolve it once and hand the ``Profile`` down.
+``get`` loads an entry from the cache (``course_utils.cache``) or builds it with the same functions
+the notebook that teaches it uses, showing a progress bar and printing one line that says which
+happened. The entry's key (``cache_config``) is derived from its recipe, the profile fields the recipe
+declares, the seed, the domain or task it is built for, its parent's key, and a fingerprint of the
+code its builder runs; so changing the tokenizer, or a line of ``train_mlm``, also gives a new
+general BERT. The builders train on the device ``setup()`` chose, unless ``device`` says otherwise.
+The ``get_*`` functions are one-liners over ``get`` that the notebooks call.
 """
 
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import BertForMaskedLM, PreTrainedTokenizerFast
+from safetensors.torch import load_file
+from transformers import BertConfig, BertForMaskedLM, BertModel, PreTrainedTokenizerFast
 
 from course_utils.cache import fingerprint, get_or_build, source_files
-from course_utils.data import corpus_texts, evaluation_texts, task_domain, task_texts
-from course_utils.domain_pretraining import (
-    CONTINUED_LR,
-    CONTINUED_WARMUP,
-    EVALUATIONS_PER_RUN,
-    continue_pretraining,
-    pppl_eval_fn,
-    tapt_steps,
+from course_utils.classifier import (
+    CLASSIFIER_FILE,
+    EncodedSplit,
+    SequenceClassifier,
+    classifier_from,
+    encode_split,
+    load_classifier,
+    predict_logits,
+    save_classifier,
 )
+from course_utils.data import corpus_texts, evaluation_texts, load_task, task_domain, task_texts
+from course_utils.distillation import distill, random_student, student_config
+from course_utils.domain_pretraining import continue_pretraining, pppl_eval_fn
 from course_utils.env import course_device
+from course_utils.finetuning import train_classifier
+from course_utils.linear_probe import warm_start_head
 from course_utils.mlm import average_unread_rows, encode_texts, make_bert_config, occurring_token_ids, train_mlm
 from course_utils.paths import data_dir
 from course_utils.profiles import Profile, get_profile
+from course_utils.recipes import RECIPES, REPLAY_RATIO, TOKENIZER_DOMAINS, Recipe, RecipeProfile, restricted
+from course_utils.strategies import apply_strategy
 from course_utils.tokenization import train_wordpiece
 from course_utils.world import knowledge_words
 
-#: The domains whose text the course vocabulary is trained on (see notebook 04 for why all four).
-TOKENIZER_DOMAINS = ("general", "clinical", "finance", "legal")
-
-#: The modules each builder calls besides this file. Their source, that of every course_utils module
-#: they import and this file's own make the code part of the artifact's key (``code_fingerprint``).
-TOKENIZER_CODE = ("course_utils.data", "course_utils.tokenization")
-GENERAL_BERT_CODE = ("course_utils.data", "course_utils.env", "course_utils.mlm", "course_utils.world")
-CONTINUED_CODE = ("course_utils.data", "course_utils.domain_pretraining", "course_utils.env", "course_utils.world")
-
-#: Pretraining hyperparameters of the general BERT that the profile does not set.
-GENERAL_BERT_LR = 2e-3
-GENERAL_BERT_WARMUP = 0.1
-
-#: Share of every batch taken from general text when DAPT replays (notebook 06's third run).
-REPLAY_RATIO = 0.25
+#: The modules each builder runs besides this file and the recipe table. Their source, that of every
+#: course_utils module they import, and this file's own make the code part of the entry's key.
+BUILDER_CODE = {
+    "tokenizer": ("course_utils.data", "course_utils.tokenization"),
+    "general_bert": ("course_utils.data", "course_utils.env", "course_utils.mlm", "course_utils.world"),
+    "dapt_bert": ("course_utils.data", "course_utils.domain_pretraining", "course_utils.env", "course_utils.world"),
+    "replay_bert": ("course_utils.data", "course_utils.domain_pretraining", "course_utils.env", "course_utils.world"),
+    "tapt_bert": ("course_utils.data", "course_utils.domain_pretraining", "course_utils.env", "course_utils.world"),
+    "teacher": ("course_utils.data", "course_utils.env", "course_utils.finetuning", "course_utils.linear_probe"),
+    "classifier_random": (
+        "course_utils.data",
+        "course_utils.env",
+        "course_utils.finetuning",
+        "course_utils.strategies",
+    ),
+    "classifier_general": (
+        "course_utils.data",
+        "course_utils.env",
+        "course_utils.finetuning",
+        "course_utils.strategies",
+    ),
+    "classifier_dapt_head_only": (
+        "course_utils.data",
+        "course_utils.env",
+        "course_utils.finetuning",
+        "course_utils.strategies",
+    ),
+    "classifier_dapt_lora": (
+        "course_utils.data",
+        "course_utils.env",
+        "course_utils.finetuning",
+        "course_utils.strategies",
+    ),
+    "student": ("course_utils.data", "course_utils.distillation", "course_utils.env", "course_utils.finetuning"),
+}
+#: What each entry is called in the line that says whether it was loaded or built.
+DESCRIBE = {
+    "tokenizer": "the course tokenizer",
+    "general_bert": "the general BERT",
+    "dapt_bert": "the {scope} DAPT BERT",
+    "replay_bert": "the {scope} DAPT BERT with replay",
+    "tapt_bert": "the {scope} TAPT BERT",
+    "teacher": "the {scope} teacher",
+    "classifier_random": "the {scope} classifier from random weights",
+    "classifier_general": "the {scope} classifier from the general BERT",
+    "classifier_dapt_head_only": "the {scope} classifier, DAPT BERT, head only",
+    "classifier_dapt_lora": "the {scope} classifier, DAPT BERT, LoRA",
+    "student": "the {scope} distilled student",
+}
+#: What each continued-pretraining run's progress bar says.
+PROGRESS = {
+    "dapt_bert": "DAPT on {scope} text",
+    "replay_bert": f"DAPT on {{scope}} text with {REPLAY_RATIO:.0%} replay",
+    "tapt_bert": "TAPT on {scope} task text",
+}
 HISTORY_FILE = "training_history.json"
 
 
-def code_fingerprint(*modules: str) -> str:
-    """A hash of the code a builder runs: this file (every builder lives here) and ``modules``, followed
-    through their imports. Any edit to that code gives new keys, so a stale entry is never loaded."""
+def code_fingerprint(name: str) -> str:
+    """A hash of the code that builds ``name``: this file, the recipe table and the modules its builder
+    runs, followed through their imports. Any edit to that code gives new keys, so a stale entry is never loaded."""
+    modules = ("course_utils.recipes", *BUILDER_CODE[name])
     return fingerprint(source_files(__name__, follow_imports=False) | source_files(*modules))
 
 
@@ -72,6 +123,35 @@ def world_fingerprint() -> str:
     return fingerprint((path.name for path in folder.glob("*.yaml")), folder)
 
 
+def _recipe(name: str) -> Recipe:
+    if name not in RECIPES:
+        raise ValueError(f"No recipe called {name!r}; the course caches {sorted(RECIPES)}.")
+    return RECIPES[name]
+
+
+def _domain(recipe: Recipe, scope: str) -> str:
+    """The domain an entry's scope belongs to: a task's domain for task-built entries, else the scope itself."""
+    return task_domain(scope) if recipe.texts.startswith("task:") else scope
+
+
+def cache_config(name: str, profile: str | Profile, seed: int = 0, scope: str = "clinical") -> dict[str, Any]:
+    """Everything entry ``name``'s builder reads (its cache key): the recipe, the profile fields it
+    declares, the seed, the scope where it has one, the parent's key, and the code's fingerprint."""
+    recipe, p = _recipe(name), get_profile(profile)
+    config: dict[str, Any] = {
+        "code": code_fingerprint(name),
+        "world": world_fingerprint(),
+        "recipe": recipe.to_key(),
+        "profile": {field: getattr(p, field) for field in recipe.profile_fields},
+        "seed": seed,
+    }
+    if "{scope}" in recipe.texts:
+        config["scope"] = scope
+    if recipe.parent is not None:
+        config["parent"] = cache_config(recipe.parent, p, seed, _domain(recipe, scope))
+    return config
+
+
 def load_bert(folder: Path) -> BertForMaskedLM:
     """A saved ``BertForMaskedLM`` in eval mode (safetensors only, no remote code)."""
     return BertForMaskedLM.from_pretrained(str(folder), use_safetensors=True).eval()
@@ -81,94 +161,14 @@ def load_history(folder: Path) -> list[dict[str, Any]]:
     return json.loads((folder / HISTORY_FILE).read_text())
 
 
-def _save_bert(folder: Path, model: BertForMaskedLM, history: list[dict[str, Any]]) -> None:
-    """Weights (config.json + model.safetensors) and the training history (JSON) of a trained BERT."""
-    model.cpu().save_pretrained(str(folder))
-    (folder / HISTORY_FILE).write_text(json.dumps(history))
-
-
-def _bert_entry(
-    name: str, build: Callable[[Path], None], config: dict[str, Any], describe: str, *, history: bool, verbose: bool
-) -> Any:
-    """A cached BERT entry: the model itself, or (``history=True``) the training history saved beside it."""
-    return get_or_build(
-        name,
-        build,
-        load_history if history else load_bert,
-        config=config,
-        describe=describe,
-        verbose=verbose and not history,
-    )
-
-
-# ------------------------------------------------------------------------------------- tokenizer
-
-
-def tokenizer_config(profile: Profile, seed: int = 0) -> dict[str, Any]:
-    """Everything the course tokenizer's builder reads (its cache key)."""
-    return {
-        "code": code_fingerprint(*TOKENIZER_CODE),
-        "world": world_fingerprint(),
-        "domains": list(TOKENIZER_DOMAINS),
-        "corpus_sentences": profile.corpus_sentences,
-        "vocab_size": profile.vocab_size,
-        "max_seq_len": profile.max_seq_len,
-        "seed": seed,
-    }
-
-
-def tokenizer_training_texts(profile: Profile, seed: int = 0) -> list[str]:
-    """The training splits of all four domains, in equal shares: the course vocabulary's text."""
-    return [text for domain in TOKENIZER_DOMAINS for text in corpus_texts(domain, profile, seed)]
-
-
-def build_tokenizer(folder: Path, profile: Profile, seed: int = 0) -> None:
-    """Train the course's WordPiece vocabulary and save it as JSON files (``save_pretrained``)."""
-    texts = tokenizer_training_texts(profile, seed)
-    tokenizer = train_wordpiece(texts, profile.vocab_size, model_max_length=profile.max_seq_len)
-    tokenizer.save_pretrained(str(folder))
-
-
 def load_tokenizer(folder: Path) -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast.from_pretrained(str(folder))
 
 
-def _tokenizer_entry(p: Profile, seed: int, *, verbose: bool) -> PreTrainedTokenizerFast:
-    return get_or_build(
-        "tokenizer",
-        lambda folder: build_tokenizer(folder, p, seed),
-        load_tokenizer,
-        config=tokenizer_config(p, seed),
-        describe=f"the course tokenizer ({p.name} profile, seed {seed})",
-        verbose=verbose,
-    )
-
-
-def get_tokenizer(profile: str | Profile, seed: int = 0, *, verbose: bool = True) -> PreTrainedTokenizerFast:
-    """The course tokenizer: BERT WordPiece trained on general, clinical, finance and legal text (notebook 04)."""
-    return _tokenizer_entry(get_profile(profile), seed, verbose=verbose)
-
-
-# ---------------------------------------------------------------------------------- general BERT
-
-
-def general_bert_config(profile: Profile, seed: int = 0) -> dict[str, Any]:
-    """Everything the general BERT's builder reads (its cache key), the tokenizer's key included."""
-    return {
-        "code": code_fingerprint(*GENERAL_BERT_CODE),
-        "tokenizer": tokenizer_config(profile, seed),
-        "corpus_sentences": profile.corpus_sentences,
-        "hidden_size": profile.hidden_size,
-        "num_layers": profile.num_layers,
-        "num_heads": profile.num_heads,
-        "intermediate_size": profile.intermediate_size,
-        "max_seq_len": profile.max_seq_len,
-        "pretrain_batch_size": profile.pretrain_batch_size,
-        "pretrain_steps": profile.pretrain_steps,
-        "lr": GENERAL_BERT_LR,
-        "warmup_ratio": GENERAL_BERT_WARMUP,
-        "seed": seed,
-    }
+def _save_bert(folder: Path, model: BertForMaskedLM, history: list[dict[str, Any]]) -> None:
+    """Weights (config.json + model.safetensors) and the training history (JSON) of a trained BERT."""
+    model.cpu().save_pretrained(str(folder))
+    (folder / HISTORY_FILE).write_text(json.dumps(history))
 
 
 def new_bert(profile: Profile, tokenizer: PreTrainedTokenizerFast, seed: int = 0) -> BertForMaskedLM:
@@ -177,227 +177,300 @@ def new_bert(profile: Profile, tokenizer: PreTrainedTokenizerFast, seed: int = 0
     return BertForMaskedLM(make_bert_config(profile, len(tokenizer), pad_token_id=tokenizer.pad_token_id))
 
 
-def build_general_bert(folder: Path, profile: Profile, seed: int = 0, *, progress: bool = True) -> None:
-    """Pretrain a tiny BERT on the general corpus with ``train_mlm``; save weights (safetensors) and history (JSON)."""
-    tokenizer = _tokenizer_entry(profile, seed, verbose=True)
-    model = new_bert(profile, tokenizer, seed)
-    texts = corpus_texts("general", profile, seed)
+# ------------------------------------------------------------------------------------- builders
+# Each writes one entry into ``folder``. ``p`` is the profile as the recipe may read it, ``parent(name)``
+# loads (or builds) another entry of the same profile, seed and domain, on the same device.
+
+Parent = Callable[[str], Any]
+
+
+def build_tokenizer(
+    folder: Path, p: RecipeProfile, seed: int, scope: str, device: torch.device, parent: Parent
+) -> None:
+    """Train the course's WordPiece vocabulary on the training splits of all four domains, in equal shares."""
+    texts = [text for domain in TOKENIZER_DOMAINS for text in corpus_texts(domain, p, seed)]
+    train_wordpiece(texts, p.vocab_size, model_max_length=p.max_seq_len).save_pretrained(str(folder))
+
+
+def build_general_bert(
+    folder: Path, p: RecipeProfile, seed: int, scope: str, device: torch.device, parent: Parent, progress: bool = True
+) -> None:
+    """Pretrain a tiny BERT on the general corpus with ``train_mlm`` (notebook 05)."""
+    recipe, tokenizer = RECIPES["general_bert"], parent("tokenizer")
+    model = new_bert(p, tokenizer, seed)
+    texts = corpus_texts("general", p, seed)
     history = train_mlm(
         model,
         tokenizer,
         texts,
-        steps=profile.pretrain_steps,
-        batch_size=profile.pretrain_batch_size,
-        lr=GENERAL_BERT_LR,
-        warmup_ratio=GENERAL_BERT_WARMUP,
+        steps=recipe.steps_for(p),
+        batch_size=p.pretrain_batch_size,
+        lr=recipe.lr,
+        warmup_ratio=recipe.warmup_ratio,
         salient_words=knowledge_words("general"),  # entity-aware masking (notebook 06 measures why)
-        device=course_device(),  # the device setup() chose: a GPU when there is one
+        device=device,
         seed=seed,
         progress=progress,
         desc="Pretraining the general BERT",
     )
     # The domain words it never read start as the average word, not as tiny random vectors (notebook 05).
-    read = occurring_token_ids(encode_texts(tokenizer, texts, profile.max_seq_len), len(tokenizer))
+    read = occurring_token_ids(encode_texts(tokenizer, texts, p.max_seq_len), len(tokenizer))
     read[tokenizer.all_special_ids] = True
     average_unread_rows(model, read, seed=seed)
     _save_bert(folder, model, history)
 
 
-def _general_entry(p: Profile, seed: int, *, history: bool, verbose: bool) -> Any:
-    """The general BERT's cache entry: the model, or (``history=True``) its training history."""
-    return _bert_entry(
-        "general_bert",
-        lambda folder: build_general_bert(folder, p, seed, progress=verbose or history),
-        general_bert_config(p, seed),
-        f"the general BERT ({p.name} profile, seed {seed})",
-        history=history,
-        verbose=verbose,
-    )
-
-
-def get_general_bert(profile: str | Profile, seed: int = 0, *, verbose: bool = True) -> BertForMaskedLM:
-    """The general BERT: the course tokenizer plus ``profile.pretrain_steps`` MLM steps on general text (notebook 05)."""
-    return _general_entry(get_profile(profile), seed, history=False, verbose=verbose)
-
-
-def get_general_bert_history(profile: str | Profile, seed: int = 0) -> list[dict[str, Any]]:
-    """The general BERT's training history (one record per step), saved with it when it was built."""
-    return _general_entry(get_profile(profile), seed, history=True, verbose=False)
-
-
-# ----------------------------------------------------------------------------- DAPT / TAPT BERT (06)
-# Continued pretraining of the general BERT with course_utils.domain_pretraining.continue_pretraining,
-# the function notebook 06 calls for its inline runs: DAPT, DAPT with replay, TAPT. Each entry also saves the run's
-# history, whose evaluations (pseudo-perplexity on held-out general, domain and task text) the
-# notebook plots as curves.
-
-
-def _continued_config(kind: str, text_source: str, profile: Profile, seed: int) -> dict[str, Any]:
-    """The cache key of a continued-pretraining run: its text, the profile fields it reads, the base model's key."""
-    return {
-        "code": code_fingerprint(*CONTINUED_CODE),
-        "kind": kind,
-        "text": text_source,
-        "general_bert": general_bert_config(profile, seed),
-        "corpus_sentences": profile.corpus_sentences,
-        "task_train": profile.task_train,
-        "task_eval": profile.task_eval,
-        "batch_size": profile.batch_size,
-        "dapt_steps": profile.dapt_steps,
-        "dapt_eval_texts": profile.dapt_eval_texts,
-        "lr": CONTINUED_LR,
-        "warmup_ratio": CONTINUED_WARMUP,
-        "evaluations": EVALUATIONS_PER_RUN,
-        "seed": seed,
-    }
-
-
-def dapt_bert_config(profile: Profile, seed: int = 0, domain: str = "clinical") -> dict[str, Any]:
-    """Everything the DAPT BERT's builder reads (its cache key), the general BERT's key included."""
-    return _continued_config("dapt", f"corpus:{domain}", profile, seed)
-
-
-def tapt_bert_config(profile: Profile, seed: int = 0, task: str = "clinical") -> dict[str, Any]:
-    """Everything the TAPT BERT's builder reads (its cache key), the general BERT's key included."""
-    return {**_continued_config("tapt", f"task:{task}", profile, seed), "steps": tapt_steps(profile)}
-
-
-def replay_bert_config(profile: Profile, seed: int = 0, domain: str = "clinical") -> dict[str, Any]:
-    """Everything the replay BERT's builder reads (its cache key), the general BERT's key included."""
-    return {**_continued_config("replay", f"corpus:{domain}", profile, seed), "replay_ratio": REPLAY_RATIO}
-
-
-def _build_continued(
+def build_continued(
+    recipe: Recipe,
     folder: Path,
-    profile: Profile,
+    p: RecipeProfile,
     seed: int,
-    texts: list[str],
-    domain: str,
-    desc: str,
-    progress: bool,
-    replay_ratio: float = 0.0,
-    steps: int | None = None,
+    scope: str,
+    device: torch.device,
+    parent: Parent,
+    progress: bool = True,
 ) -> None:
-    """Continue the general BERT on ``texts``; save weights, tokenizer and history (with its evaluations).
-
-    With ``replay_ratio`` > 0 that share of every batch is general text (replay against forgetting);
-    ``steps`` (default ``profile.dapt_steps``) is how long the run lasts.
-    """
-    tokenizer = _tokenizer_entry(profile, seed, verbose=progress)
-    model = _general_entry(profile, seed, history=False, verbose=progress)
-    eval_fn = pppl_eval_fn(tokenizer, evaluation_texts(profile, seed, domain))
+    """Continue the general BERT on ``recipe``'s texts (DAPT, replay, TAPT) with ``continue_pretraining``, the
+    function notebook 06 runs inline; save weights, tokenizer and the history with its evaluations."""
+    tokenizer, model = parent("tokenizer"), parent("general_bert")
+    domain = _domain(recipe, scope)
+    texts = task_texts(scope, p, seed) if recipe.texts.startswith("task:") else corpus_texts(scope, p, seed)
     history = continue_pretraining(
         model,
         tokenizer,
         texts,
-        profile,
+        p,
         seed,
-        mix_texts=corpus_texts("general", profile, seed) if replay_ratio > 0 else None,
-        mix_ratio=replay_ratio,
-        salient_words=knowledge_words(domain),
-        eval_fn=eval_fn,
-        steps=steps,
-        device=course_device(),
+        mix_texts=corpus_texts("general", p, seed) if recipe.replay_ratio > 0 else None,
+        mix_ratio=recipe.replay_ratio,
+        salient_words=knowledge_words(domain) if recipe.salient_masking else None,
+        eval_fn=pppl_eval_fn(tokenizer, evaluation_texts(p, seed, domain)),
+        steps=recipe.steps_for(p),
+        device=device,
         progress=progress,
-        desc=desc,
+        desc=PROGRESS[recipe.name].format(scope=scope),
     )
     _save_bert(folder, model, history)
     tokenizer.save_pretrained(str(folder))  # the same vocabulary, so the entry stands on its own
 
 
-def build_dapt_bert(
-    folder: Path, profile: Profile, seed: int = 0, domain: str = "clinical", *, progress: bool = True
+def build_classifier(
+    recipe: Recipe,
+    folder: Path,
+    p: RecipeProfile,
+    seed: int,
+    scope: str,
+    device: torch.device,
+    parent: Parent,
+    progress: bool = True,
 ) -> None:
-    """DAPT: continue the general BERT's MLM training on the train split of ``domain``'s corpus."""
-    texts = corpus_texts(domain, profile, seed)
-    _build_continued(folder, profile, seed, texts, domain, f"DAPT on {domain} text", progress)
+    """Fine-tune ``recipe.parent`` (random weights when it is the tokenizer) on every labeled note of task
+    ``scope`` with ``recipe.strategy``: the teacher (notebook 07's best run) and the classifiers of 09."""
+    tokenizer = parent("tokenizer")
+    data = load_task(scope, p, seed)
+    train = encode_split(tokenizer, data["train"]["text"], data["train"]["label"], p.max_seq_len)
+    names = data["train"].features["label"].names
+    source = new_bert(p, tokenizer, seed) if recipe.parent == "tokenizer" else parent(recipe.parent)
+    model = apply_strategy(classifier_from(source, len(names), pooling=recipe.pooling, seed=seed), recipe.strategy)
+    if recipe.warm_start_head:
+        warm_start_head(model, train, seed=seed)  # LP-FT, as every run from a pretrained encoder in notebook 07
+    train_classifier(
+        model,
+        train,
+        lr=recipe.lr,
+        epochs=p.finetune_epochs if recipe.epochs is None else recipe.epochs,
+        batch_size=p.batch_size,
+        min_steps=recipe.min_steps,
+        warmup_ratio=recipe.warmup_ratio,
+        seed=seed,
+        device=device,
+        progress=progress,
+        desc=f"Fine-tuning {DESCRIBE[recipe.name].format(scope=scope).removeprefix('the ')}",
+    )
+    save_classifier(model.cpu(), folder, names)
+    tokenizer.save_pretrained(str(folder))
 
 
-def build_replay_bert(
-    folder: Path, profile: Profile, seed: int = 0, domain: str = "clinical", *, progress: bool = True
+def build_student(
+    recipe: Recipe,
+    folder: Path,
+    p: RecipeProfile,
+    seed: int,
+    scope: str,
+    device: torch.device,
+    parent: Parent,
+    progress: bool = True,
 ) -> None:
-    """DAPT with replay: like DAPT, but ``REPLAY_RATIO`` of every batch is general text."""
-    texts = corpus_texts(domain, profile, seed)
-    desc = f"DAPT on {domain} text with {REPLAY_RATIO:.0%} replay"
-    _build_continued(folder, profile, seed, texts, domain, desc, progress, replay_ratio=REPLAY_RATIO)
+    """Distil the teacher into a narrower student on the labeled notes plus teacher-labeled corpus texts (08)."""
+    tokenizer, teacher = parent("tokenizer"), parent("teacher")
+    data = load_task(scope, p, seed)
+    names = data["train"].features["label"].names
+    extra = round(recipe.unlabeled_share * p.task_train)
+    corpus = corpus_texts(task_domain(scope), p, seed)
+    random.Random(seed).shuffle(corpus)
+    transfer_set = EncodedSplit.concat(
+        encode_split(tokenizer, data["train"]["text"], data["train"]["label"], p.max_seq_len),
+        encode_split(tokenizer, corpus[:extra], [0] * extra, p.max_seq_len),  # labels unused: soft targets only
+    )
+    width = int(p.hidden_size * recipe.width_share)
+    student = random_student(
+        student_config(teacher.config, hidden_size=width, num_layers=p.num_layers), len(names), seed=seed
+    )
+    distill(
+        student,
+        transfer_set,
+        predict_logits(teacher, transfer_set),
+        lr=recipe.lr,
+        epochs=recipe.epochs,
+        min_steps=recipe.min_steps,
+        warmup_ratio=recipe.warmup_ratio,
+        batch_size=p.batch_size,
+        seed=seed,
+        device=device,
+        progress=progress,
+        desc=f"Distilling the {scope} student",
+    )
+    save_classifier(student.cpu(), folder, names)
+    tokenizer.save_pretrained(str(folder))
 
 
-def build_tapt_bert(
-    folder: Path, profile: Profile, seed: int = 0, task: str = "clinical", *, progress: bool = True
-) -> None:
-    """TAPT: continue the general BERT's MLM training on the task's training texts, without their labels."""
-    texts = task_texts(task, profile, seed)
-    desc = f"TAPT on {task} task text"
-    _build_continued(folder, profile, seed, texts, task_domain(task), desc, progress, steps=tapt_steps(profile))
+def load_strategy_classifier(folder: Path, strategy: str | None) -> SequenceClassifier:
+    """A saved classifier whose strategy added modules (LoRA, adapters): rebuilt with it, then loaded (safetensors)."""
+    if strategy in (None, "full", "head_only", "top_k", "bitfit"):
+        return load_classifier(folder)
+    meta = json.loads((folder / CLASSIFIER_FILE).read_text())
+    encoder = BertModel(BertConfig.from_json_file(str(folder / "config.json")), add_pooling_layer=False)
+    model = apply_strategy(SequenceClassifier(encoder, meta["num_labels"], meta["pooling"]), strategy)
+    model.load_state_dict(load_file(str(folder / "model.safetensors")))
+    return model.eval()
 
 
-def _dapt_entry(p: Profile, seed: int, domain: str, *, history: bool, verbose: bool) -> Any:
-    """The DAPT cache entry: the model, or (``history=True``) its training history."""
-    return _bert_entry(
-        "dapt_bert",
-        lambda folder: build_dapt_bert(folder, p, seed, domain, progress=verbose or history),
-        dapt_bert_config(p, seed, domain),
-        f"the {domain} DAPT BERT ({p.name} profile, seed {seed})",
-        history=history,
-        verbose=verbose,
+def _builder(name: str) -> Callable[..., None]:
+    recipe = RECIPES[name]
+    if name in ("tokenizer", "general_bert"):
+        return {"tokenizer": build_tokenizer, "general_bert": build_general_bert}[name]
+    if name == "student":
+        return lambda *args, **kwargs: build_student(recipe, *args, **kwargs)
+    if recipe.strategy is not None:
+        return lambda *args, **kwargs: build_classifier(recipe, *args, **kwargs)
+    return lambda *args, **kwargs: build_continued(recipe, *args, **kwargs)
+
+
+def _loader(name: str, history: bool) -> Callable[[Path], Any]:
+    recipe = RECIPES[name]
+    if history:
+        return load_history
+    if name == "tokenizer":
+        return load_tokenizer
+    if recipe.strategy is not None or name == "student":
+        return lambda folder: load_strategy_classifier(folder, recipe.strategy)
+    return load_bert
+
+
+def get(
+    name: str,
+    profile: str | Profile = "auto",
+    seed: int = 0,
+    scope: str = "clinical",
+    *,
+    device: str | torch.device | None = None,
+    verbose: bool = True,
+    history: bool = False,
+) -> Any:
+    """Cached entry ``name`` (see ``RECIPES``) for ``profile``, ``seed`` and ``scope`` (a domain, or a task
+    for TAPT and the teacher), built on ``device`` (default: the one ``setup()`` chose) if not cached.
+    With ``history=True``, the training history saved beside a BERT instead of the model."""
+    recipe, p = _recipe(name), get_profile(profile)
+    chosen = torch.device(device) if device is not None else course_device()
+    if history and (name == "tokenizer" or recipe.pooling is not None):
+        raise ValueError(f"The {name} entry keeps no training history.")
+
+    def parent(other: str) -> Any:
+        return get(other, p, seed, _domain(recipe, scope), device=chosen, verbose=verbose or history)
+
+    def build(folder: Path) -> None:
+        options = {} if name == "tokenizer" else {"progress": verbose or history}
+        _builder(name)(folder, restricted(p, recipe), seed, scope, chosen, parent, **options)
+
+    label = DESCRIBE[name].format(scope=scope)
+    return get_or_build(
+        name,
+        build,
+        _loader(name, history),
+        config=cache_config(name, p, seed, scope),
+        describe=f"{label} ({p.name} profile, seed {seed})",
+        verbose=verbose and not history,
+        device=chosen,
     )
 
 
-def _replay_entry(p: Profile, seed: int, domain: str, *, history: bool, verbose: bool) -> Any:
-    """The replay cache entry: the model, or (``history=True``) its training history."""
-    return _bert_entry(
-        "replay_bert",
-        lambda folder: build_replay_bert(folder, p, seed, domain, progress=verbose or history),
-        replay_bert_config(p, seed, domain),
-        f"the {domain} DAPT BERT with replay ({p.name} profile, seed {seed})",
-        history=history,
-        verbose=verbose,
-    )
+def get_tokenizer(profile: str | Profile, seed: int = 0, *, verbose: bool = True) -> PreTrainedTokenizerFast:
+    """The course tokenizer: BERT WordPiece trained on general, clinical, finance and legal text (notebook 04)."""
+    return get("tokenizer", profile, seed, verbose=verbose)
 
 
-def _tapt_entry(p: Profile, seed: int, task: str, *, history: bool, verbose: bool) -> Any:
-    """The TAPT cache entry: the model, or (``history=True``) its training history."""
-    return _bert_entry(
-        "tapt_bert",
-        lambda folder: build_tapt_bert(folder, p, seed, task, progress=verbose or history),
-        tapt_bert_config(p, seed, task),
-        f"the {task} TAPT BERT ({p.name} profile, seed {seed})",
-        history=history,
-        verbose=verbose,
-    )
+def get_general_bert(profile: str | Profile, seed: int = 0, *, verbose: bool = True) -> BertForMaskedLM:
+    """The general BERT: the course tokenizer plus ``profile.pretrain_steps`` MLM steps on general text (notebook 05)."""
+    return get("general_bert", profile, seed, verbose=verbose)
+
+
+def get_general_bert_history(profile: str | Profile, seed: int = 0) -> list[dict[str, Any]]:
+    """The general BERT's training history (one record per step), saved with it when it was built."""
+    return get("general_bert", profile, seed, history=True)
 
 
 def get_dapt_bert(
     profile: str | Profile, seed: int = 0, domain: str = "clinical", *, verbose: bool = True
 ) -> BertForMaskedLM:
     """The general BERT after ``profile.dapt_steps`` more MLM steps on ``domain``'s corpus (notebook 06)."""
-    return _dapt_entry(get_profile(profile), seed, domain, history=False, verbose=verbose)
+    return get("dapt_bert", profile, seed, domain, verbose=verbose)
 
 
 def get_dapt_bert_history(profile: str | Profile, seed: int = 0, domain: str = "clinical") -> list[dict[str, Any]]:
     """The DAPT run's history (one record per step, pseudo-perplexities at the evaluated steps)."""
-    return _dapt_entry(get_profile(profile), seed, domain, history=True, verbose=False)
+    return get("dapt_bert", profile, seed, domain, history=True)
 
 
 def get_replay_bert(
     profile: str | Profile, seed: int = 0, domain: str = "clinical", *, verbose: bool = True
 ) -> BertForMaskedLM:
     """DAPT with ``REPLAY_RATIO`` of general text in every batch, which forgets less general text (06)."""
-    return _replay_entry(get_profile(profile), seed, domain, history=False, verbose=verbose)
+    return get("replay_bert", profile, seed, domain, verbose=verbose)
 
 
 def get_replay_bert_history(profile: str | Profile, seed: int = 0, domain: str = "clinical") -> list[dict[str, Any]]:
     """The replay run's history (one record per step, pseudo-perplexities at the evaluated steps)."""
-    return _replay_entry(get_profile(profile), seed, domain, history=True, verbose=False)
+    return get("replay_bert", profile, seed, domain, history=True)
 
 
 def get_tapt_bert(
     profile: str | Profile, seed: int = 0, task: str = "clinical", *, verbose: bool = True
 ) -> BertForMaskedLM:
-    """The general BERT after ``tapt_steps(profile)`` more MLM steps on the task's unlabeled training texts (06)."""
-    return _tapt_entry(get_profile(profile), seed, task, history=False, verbose=verbose)
+    """The general BERT after a quarter of DAPT's steps on the task's unlabeled training texts (06)."""
+    return get("tapt_bert", profile, seed, task, verbose=verbose)
 
 
 def get_tapt_bert_history(profile: str | Profile, seed: int = 0, task: str = "clinical") -> list[dict[str, Any]]:
     """The TAPT run's history (one record per step, pseudo-perplexities at the evaluated steps)."""
-    return _tapt_entry(get_profile(profile), seed, task, history=True, verbose=False)
+    return get("tapt_bert", profile, seed, task, history=True)
+
+
+def get_teacher(
+    profile: str | Profile, seed: int = 0, task: str = "clinical", *, verbose: bool = True
+) -> SequenceClassifier:
+    """The DAPT BERT fully fine-tuned on every labeled note of ``task`` (notebook 07's best), in eval mode (08, 09)."""
+    return get("teacher", profile, seed, task, verbose=verbose)
+
+
+def get_classifier(
+    start: str, profile: str | Profile, seed: int = 0, task: str = "clinical", *, verbose: bool = True
+) -> SequenceClassifier:
+    """A classifier of the evaluation notebook: ``start`` is ``random``, ``general``, ``dapt_head_only`` or ``dapt_lora``."""
+    return get(f"classifier_{start}", profile, seed, task, verbose=verbose)
+
+
+def get_student(
+    profile: str | Profile, seed: int = 0, task: str = "clinical", *, verbose: bool = True
+) -> SequenceClassifier:
+    """The teacher distilled into a student a quarter of its width, with teacher-labeled corpus text (08, 09)."""
+    return get("student", profile, seed, task, verbose=verbose)

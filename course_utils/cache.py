@@ -28,7 +28,6 @@ from typing import Any, TypeVar
 import torch
 from filelock import FileLock
 
-from course_utils.env import course_device
 from course_utils.paths import REPO_ROOT, artifacts_dir
 
 T = TypeVar("T")
@@ -190,11 +189,13 @@ class ArtifactCache:
         config: Mapping[str, Any],
         describe: str | None = None,
         verbose: bool = True,
+        device: str | torch.device | None = None,
     ) -> T:
         """Load ``name`` built with ``config``, building it first if needed.
 
         ``build(folder)`` writes the artifact's files into an empty temporary folder (showing its
         own progress bar); ``load(folder)`` reads them back. Prints one line saying which happened.
+        ``device`` (where the builder trains) is recorded in the entry's manifest.
         """
         say = print if verbose else (lambda *_args, **_kw: None)
         label = describe or name
@@ -208,7 +209,7 @@ class ArtifactCache:
                 if path.exists():
                     say(f"Cache entry for {label} is damaged ({problem}); rebuilding it.")
                     shutil.rmtree(path)
-                manifest = self._build(name, build, config, path, label, say)
+                manifest = self._build(name, build, config, path, label, say, device)
             else:
                 say(f"Loaded {label} from the cache ({path.name}, built in {manifest['build_seconds']:.0f} s).")
         return load(path)
@@ -221,6 +222,7 @@ class ArtifactCache:
         path: Path,
         label: str,
         say: Callable[..., None],
+        device: str | torch.device | None = None,
     ) -> dict[str, Any]:
         say(f"Building {label} (not in the cache yet)…")
         staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=self.root))
@@ -233,7 +235,7 @@ class ArtifactCache:
                 "config": json.loads(json.dumps(config, default=str)),
                 "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "build_seconds": round(seconds, 2),
-                "device": course_device().type,  # where the builders trained (setup() chose it)
+                "device": None if device is None else torch.device(device).type,  # where the builder trained
                 "torch": torch.__version__,
                 "files": _describe_files(staging),
             }
@@ -277,9 +279,12 @@ def get_or_build(
     config: Mapping[str, Any],
     describe: str | None = None,
     verbose: bool = True,
+    device: str | torch.device | None = None,
 ) -> T:
     """``ArtifactCache().get_or_build(...)`` on the default cache folder."""
-    return ArtifactCache().get_or_build(name, build, load, config=config, describe=describe, verbose=verbose)
+    return ArtifactCache().get_or_build(
+        name, build, load, config=config, describe=describe, verbose=verbose, device=device
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

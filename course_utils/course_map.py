@@ -75,6 +75,13 @@ COURSE_MAP: tuple[Chapter, ...] = (
         "09_domain_evaluation.ipynb",
         "Domain evaluation",
         "metrics, calibration, challenge sets, seeds and spread, the report card",
+        builds=(
+            "classifier_random",
+            "classifier_general",
+            "classifier_dapt_head_only",
+            "classifier_dapt_lora",
+            "student",
+        ),  # fmt: skip
         needs=("general_bert", "dapt_bert", "replay_bert", "teacher"),
     ),
 )

@@ -23,8 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import BertConfig, BertModel, Trainer
 
+from course_utils.classifier import EncodedSplit, SequenceClassifier
 from course_utils.data import load_task
-from course_utils.finetuning import EncodedSplit, SequenceClassifier, train_classifier
+from course_utils.finetuning import train_classifier
 from course_utils.profiles import Profile, get_profile
 
 #: Defaults: a moderate temperature, and the soft and hard losses weighted equally.

@@ -1,4 +1,4 @@
-"""The continued-pretraining recipe of notebook 06 (DAPT, TAPT, replay) and the yardsticks of its runs.
+"""Continued pretraining as notebook 06 runs it (DAPT, TAPT, replay), and the yardsticks of its runs.
 
 Continued pretraining is plain masked-language modelling started from a trained model instead of a
 random one. What changes is the text (a domain corpus for DAPT, the task's own unlabeled inputs for
@@ -6,10 +6,11 @@ TAPT) and what we watch while it runs: pseudo-perplexity on held-out text of the
 should fall) and of the old one (it rises when the model forgets). Mixing old text back into every
 batch (replay) is the simplest guard against forgetting.
 
-The artifact builders (``get_dapt_bert`` / ``get_tapt_bert`` in ``course_utils.artifacts``) and the
-notebook call the same ``continue_pretraining`` so that a cached model and an inline run differ only
-in the text they are given. The texts come from ``course_utils.data``, the probes of what a run
-learned from ``course_utils.probing``.
+The learning rate, warm-up and evaluation points come from the recipes of the cached runs
+(``course_utils.recipes``). The artifact builders (``course_utils.artifacts``) and the notebook
+call the same ``continue_pretraining``, so a cached model and an inline run differ only in the
+text they are given. The texts come from ``course_utils.data``, the probes of what a run
+learned from ``course_utils.knowledge_probes``.
 """
 
 from __future__ import annotations
@@ -22,25 +23,15 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from course_utils.evaluation import pseudo_perplexity
-from course_utils.profiles import Profile
+from course_utils.lm_metrics import pseudo_perplexity
 from course_utils.mlm import train_mlm
-
-#: Peak learning rate of continued pretraining: half the general BERT's, because the model is already
-#: trained and large steps would erase more of what it knows than the new text requires.
-CONTINUED_LR = 1e-3
-#: Warm-up share of the steps: shorter than for a fresh model, whose first gradients are the wild ones.
-CONTINUED_WARMUP = 0.06
-#: How many evaluations a run records along the way (plus one at the end).
-EVALUATIONS_PER_RUN = 4
-#: TAPT takes this share of DAPT's steps. Its corpus is the task's training notes, a few percent of
-#: a domain corpus: a quarter of DAPT's steps already passes over every note about eight times.
-TAPT_STEP_SHARE = 1 / 4
+from course_utils.profiles import Profile
+from course_utils.recipes import CONTINUED_LR, CONTINUED_WARMUP, EVALUATIONS_PER_RUN, RECIPES
 
 
 def tapt_steps(profile: Profile) -> int:
     """How many steps TAPT continues pretraining for: ``TAPT_STEP_SHARE`` of ``profile.dapt_steps``."""
-    return max(1, round(TAPT_STEP_SHARE * profile.dapt_steps))
+    return RECIPES["tapt_bert"].steps_for(profile)
 
 
 def continue_pretraining(

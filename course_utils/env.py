@@ -66,8 +66,16 @@ def course_device() -> torch.device:
     return _CHOSEN_DEVICE if _CHOSEN_DEVICE is not None else pick_device()
 
 
+#: Warnings the libraries give on every run of the course's own, correct code, silenced one by one by
+#: their message (a regular expression matched at the start). Every other warning, the device and
+#: dtype warnings of a first GPU run among them, still shows.
+KNOWN_NOISE: tuple[tuple[type[Warning], str], ...] = (
+    (FutureWarning, r"`is_gradient_checkpointing` is deprecated"),  # peft asks transformers on every wrap
+)
+
+
 def quiet_libraries() -> None:
-    """Silence the warnings and progress bars that libraries print by default.
+    """Silence the known-noisy warnings (``KNOWN_NOISE``) and the progress bars libraries print by default.
 
     The course shows its own progress bars for long loops; the libraries' own ones
     (dataset ``map``, model loading) only add noise to a notebook's output.
@@ -75,8 +83,8 @@ def quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"(torch|transformers|peft|datasets)\b")
+    for category, message in KNOWN_NOISE:
+        warnings.filterwarnings("ignore", message=message, category=category)
     for name in ("transformers", "datasets", "peft", "accelerate", "huggingface_hub", "filelock"):
         logging.getLogger(name).setLevel(logging.ERROR)
     try:
@@ -130,7 +138,7 @@ def figure_title(fig: Any) -> str:
 def titles_in_figure_outputs() -> bool:
     """Make the inline backend store each figure's title in its output's metadata; True if it could.
 
-    The course site (``course_utils.book``) uses it as the figure's alternative text, with the
+    The course site (``tools.book``) uses it as the figure's alternative text, with the
     values an f-string title had when it ran. Only the metadata changes, never the image.
     """
     try:

@@ -3,7 +3,7 @@
 ``train_mlm`` pretrains a BERT (notebook 05) and continues pretraining it on domain text
 (notebook 06, through ``course_utils.domain_pretraining``); it says how a batch is drawn and masked
 and what the loss is, and leaves the loop itself to ``course_utils.training``. Evaluation
-(``course_utils.evaluation``) builds its batches with the same functions, so a model is scored on
+(``course_utils.lm_metrics``) builds its batches with the same functions, so a model is scored on
 inputs made exactly as the ones it learned from.
 """
 

@@ -38,7 +38,9 @@ def build_dir() -> Path:
     return REPO_ROOT / "build"
 
 
-#: The course's public repository: Colab badges and the Colab setup cell point here.
+#: The course's public repository: the one place its address is written. Colab badges, the Colab
+#: setup cell of every notebook (``colab_setup_source``) and the site's repository link come from it;
+#: the tests check that every notebook and the book's config agree with it.
 COURSE_REPO = "lm-domain-course/lm-domain-course"
 COURSE_REPO_URL = f"https://github.com/{COURSE_REPO}"
 
@@ -46,3 +48,20 @@ COURSE_REPO_URL = f"https://github.com/{COURSE_REPO}"
 def colab_url(notebook: str) -> str:
     """The 'Open in Colab' address of a notebook file name such as ``01_ngram_language_models.ipynb``."""
     return f"https://colab.research.google.com/github/{COURSE_REPO}/blob/main/notebooks/{notebook}"
+
+
+def colab_setup_source(repo_url: str = COURSE_REPO_URL) -> str:
+    """The first code cell of every notebook: in Colab, clone the course and install its package.
+
+    Elsewhere it does nothing; run again in the same Colab session (or after a restart) it finds the
+    clone and does not fetch it twice.
+    """
+    folder = repo_url.rstrip("/").rsplit("/", 1)[-1]
+    return (
+        "# In Colab, fetch the course and install its helper package; elsewhere this does nothing.\n"
+        "import os, subprocess, sys\n"
+        f'if "google.colab" in sys.modules and not os.path.isdir("{folder}"):\n'
+        f'    subprocess.run(["git", "clone", "--depth", "1", "{repo_url}"], check=True)\n'
+        f'    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "{folder}"], check=True)\n'
+        f'    sys.path.insert(0, "{folder}")'
+    )

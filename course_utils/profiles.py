@@ -112,7 +112,9 @@ def resolve_profile_name(name: str) -> str:
 def get_profile(name: str | Profile = "auto", **overrides: Any) -> Profile:
     """The ``Profile`` called ``name``, optionally with some fields changed (``get_profile("fast", num_seeds=5)``)."""
     profile = name if isinstance(name, Profile) else PROFILES[resolve_profile_name(name)]
+    if not overrides:
+        return profile
     unknown = set(overrides) - set(profile.to_dict())
     if unknown:
         raise ValueError(f"Profile has no field(s) {sorted(unknown)}; its fields are {sorted(profile.to_dict())}.")
-    return replace(profile, **overrides) if overrides else profile
+    return replace(profile, **overrides)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import BatchEncoding, PreTrainedTokenizerBase
 
-from course_utils.evaluation import logits_at
+from course_utils.lm_metrics import logits_at
 from course_utils.training import BatchOrder, evaluating, make_optimizer, model_device, train_loop
 
 
@@ -56,7 +56,7 @@ def _mask_scores(mlm: nn.Module, batch: Mapping[str, torch.Tensor], mask_id: int
     """The label words' scores at each row's one ``[MASK]``: (batch, labels).
 
     Only the blank is read, so the prediction head runs on that one position per row
-    (``evaluation.logits_at``, as pseudo-perplexity does).
+    (``lm_metrics.logits_at``, as pseudo-perplexity does).
     """
     rows, cols = (batch["input_ids"] == mask_id).nonzero(as_tuple=True)
     return logits_at(mlm, batch["input_ids"], batch["attention_mask"], rows, cols)[:, ids]

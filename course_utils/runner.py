@@ -74,6 +74,9 @@ def run_notebook(notebook: Path, out_dir: Path, profile: str, seed: int, timeout
             cwd=str(notebook.parent),
             progress_bar=False,
             execution_timeout=timeout,
+            # The kernel's own log (not the notebook's output) would warn on every start that its local
+            # TCP sockets are unencrypted; the runner's output should be only what the course says.
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],
         )
     except Exception as err:  # papermill raises PapermillExecutionError with the failing cell
         error = f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else err!r}"

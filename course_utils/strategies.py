@@ -25,7 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from course_utils.finetuning import SequenceClassifier, freeze_encoder
+from course_utils.classifier import SequenceClassifier, freeze_encoder
 
 STRATEGIES = ("full", "head_only", "top_k", "bitfit", "adapter", "lora")
 #: The layers LoRA adapts by default: every linear layer of a BERT encoder (attention query, key,

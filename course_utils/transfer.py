@@ -28,20 +28,17 @@ from sklearn.metrics import accuracy_score, f1_score
 from tqdm.auto import tqdm
 
 from course_utils import artifacts
-from course_utils.data import load_task
-from course_utils.env import course_device
-from course_utils.finetuning import (
-    PROBE_LAYERS,
+from course_utils.classifier import (
     classifier_from,
     encode_split,
-    fit_linear_probe,
-    frozen_features,
     labeled_subset,
     predict_logits,
-    train_classifier,
     trainable_parameters,
-    warm_start_head,
 )
+from course_utils.data import load_task
+from course_utils.env import course_device
+from course_utils.finetuning import train_classifier
+from course_utils.linear_probe import PROBE_LAYERS, fit_linear_probe, frozen_features, warm_start_head
 from course_utils.profiles import Profile, get_profile
 from course_utils.strategies import STRATEGIES, apply_strategy
 

@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from course_utils.book import (
+from course_utils.env import FIGURE_TITLE_KEY
+from course_utils.paths import REPO_ROOT, build_dir
+from course_utils.runner import find_notebooks
+from tools.book import (
     BOOK_DIR,
     COLAB_BADGE,
     FIGURE_TITLES,
@@ -24,9 +27,6 @@ from course_utils.book import (
     figure_titles,
     prepare_page,
 )
-from course_utils.env import FIGURE_TITLE_KEY
-from course_utils.paths import REPO_ROOT, build_dir
-from course_utils.runner import find_notebooks
 
 BOOK_SOURCES = ["_config.yml", "intro.md", "glossary.md", "references.md", "references.bib", "_ext", "_static"]
 
@@ -118,7 +118,7 @@ def test_the_site_check_fails_on_outside_requests_and_untypeset_maths(tmp_path):
     """A tiny site: one page asks for an outside image and has TeX but no MathJax, one typesets with local MathJax."""
     from importlib import import_module
 
-    from course_utils.site_check import check_site, find_chromium, has_formulas
+    from tools.site_check import check_site, find_chromium, has_formulas
 
     assert has_formulas("the floor $H = -\\log p$ here") and has_formulas("$$x^2$$")
     assert not has_formulas("costs $5 and $10") and not has_formulas("`$x$` is code")
@@ -157,7 +157,7 @@ def test_the_site_check_fails_on_outside_requests_and_untypeset_maths(tmp_path):
 def test_the_site_builds_from_executed_notebooks_and_reads_well_in_a_browser(tmp_path):
     """Run every notebook (fast), build the site with warnings as errors, open every page in Chromium."""
     from course_utils.runner import run_course
-    from course_utils.site_check import check_site, find_chromium
+    from tools.site_check import check_site, find_chromium
 
     executed = build_dir()  # kept after the run: the executed notebooks and report.md are CI's artifacts
     runs = run_course(profile="fast", seed=0, out_dir=executed)

@@ -7,7 +7,7 @@ import torch
 from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast, DistilBertConfig, DistilBertForMaskedLM
 
 from course_utils.checkpoints import load_checkpoint
-from course_utils.finetuning import classifier_from, encode_split, predict_logits
+from course_utils.classifier import classifier_from, encode_split, predict_logits
 
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "patient", "reports", "chest", "pain", "."]
 

@@ -1,4 +1,4 @@
-"""Distillation (course_utils.distillation), the cached teacher (course_utils.teacher) and saving a classifier."""
+"""Distillation (course_utils.distillation), the cached teacher (course_utils.artifacts) and saving a classifier."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import torch.nn.functional as F
 from tiny import CONFIG, keyword_split
 from transformers import TrainingArguments, default_data_collator
 
-from course_utils import teacher as teacher_module
+from course_utils import artifacts
 from course_utils.cache import ArtifactCache
+from course_utils.classifier import classifier_from, load_classifier, predict_logits, save_classifier
 from course_utils.distillation import (
     DistillationTrainer,
     distill,
@@ -20,13 +21,7 @@ from course_utils.distillation import (
     student_from_teacher,
     unlabeled_notes,
 )
-from course_utils.finetuning import (
-    classifier_from,
-    load_classifier,
-    predict_logits,
-    save_classifier,
-    train_classifier,
-)
+from course_utils.finetuning import train_classifier
 from course_utils.measure import count_parameters
 from course_utils.profiles import get_profile
 from course_utils.world import unseen_entities
@@ -159,14 +154,41 @@ TINY = get_profile(
 
 def test_the_teacher_is_built_once_then_loaded(tmp_path, monkeypatch, capsys, one_thread):
     monkeypatch.setenv("COURSE_ARTIFACTS", str(tmp_path))
-    model = teacher_module.get_teacher(TINY, seed=0)
+    model = artifacts.get_teacher(TINY, seed=0)
     assert "Building the clinical teacher" in capsys.readouterr().out
-    again = teacher_module.get_teacher(TINY, seed=0)
+    again = artifacts.get_teacher(TINY, seed=0)
     assert "Loaded the clinical teacher" in capsys.readouterr().out
     for name, tensor in model.state_dict().items():
         torch.testing.assert_close(tensor, again.state_dict()[name], msg=name)
     assert {e.name for e in ArtifactCache(tmp_path).entries()} == {"tokenizer", "general_bert", "dapt_bert", "teacher"}
     assert model.num_labels == 6 and not model.training
-    base = teacher_module.teacher_config(TINY, 0)
-    assert base != teacher_module.teacher_config(get_profile(TINY, dapt_steps=6), 0)  # through the DAPT BERT
-    assert base != teacher_module.teacher_config(TINY, 1)
+    base = artifacts.cache_config("teacher", TINY, 0)
+    assert base != artifacts.cache_config("teacher", get_profile(TINY, dapt_steps=6), 0)  # through the DAPT BERT
+    assert base != artifacts.cache_config("teacher", TINY, 1)
+
+
+def test_the_evaluation_classifiers_and_the_student_are_cached_and_reload_exactly(
+    tmp_path, monkeypatch, capsys, one_thread
+):
+    from course_utils.classifier import encode_split, predict_logits
+    from course_utils.data import load_task
+
+    monkeypatch.setenv("COURSE_ARTIFACTS", str(tmp_path))
+    lora = artifacts.get_classifier("dapt_lora", TINY, seed=0)
+    assert "Building the clinical classifier, DAPT BERT, LoRA" in capsys.readouterr().out
+    assert any("lora_A" in name for name, _ in lora.named_parameters()), "LoRA's modules come back with it"
+    again = artifacts.get_classifier("dapt_lora", TINY, seed=0)
+    assert "Loaded the clinical classifier, DAPT BERT, LoRA" in capsys.readouterr().out
+    tokenizer = artifacts.get_tokenizer(TINY, 0, verbose=False)
+    test = load_task("clinical", TINY, 0)["test"]
+    split = encode_split(tokenizer, test["text"], test["label"], TINY.max_seq_len)
+    assert torch.equal(predict_logits(again, split), predict_logits(lora, split))
+
+    student = artifacts.get_student(TINY, seed=0)
+    teacher = artifacts.get_teacher(TINY, seed=0, verbose=False)
+    assert student.config.hidden_size == TINY.hidden_size // 4 and student.config.num_hidden_layers == TINY.num_layers
+    assert count_parameters(student).total < count_parameters(teacher).total / 3
+    cached = {entry.name for entry in ArtifactCache(tmp_path).entries()}
+    assert {"classifier_dapt_lora", "student", "teacher"} <= cached
+    with pytest.raises(ValueError, match="keeps no training history"):
+        artifacts.get("student", TINY, 0, history=True)

@@ -11,8 +11,9 @@ from course_utils import artifacts
 from course_utils import domain_pretraining as dp
 from course_utils.cache import ArtifactCache
 from course_utils.data import evaluation_texts
-from course_utils.evaluation import pseudo_perplexity
+from course_utils.lm_metrics import pseudo_perplexity
 from course_utils.profiles import get_profile
+from course_utils.recipes import EVALUATIONS_PER_RUN, REPLAY_RATIO
 
 TINY = get_profile(
     "fast",
@@ -66,7 +67,7 @@ def test_dapt_bert_builds_then_loads_from_the_cache(cache_dir, capsys):
 def test_dapt_history_holds_the_pseudo_perplexities_of_the_model_it_saved(cache_dir):
     history = artifacts.get_dapt_bert_history(TINY, seed=0)
     assert [r["step"] for r in history] == list(range(1, TINY.dapt_steps + 1))
-    every = max(1, TINY.dapt_steps // dp.EVALUATIONS_PER_RUN)
+    every = max(1, TINY.dapt_steps // EVALUATIONS_PER_RUN)
     evaluated = [r["step"] for r in history if "pppl_general" in r]
     assert evaluated == sorted({*range(every, TINY.dapt_steps + 1, every), TINY.dapt_steps})
     # the last evaluation scored the very model the entry saved, on the texts the notebook uses
@@ -107,7 +108,7 @@ def test_replay_bert_is_the_call_notebook_06_shows(cache_dir, capsys):
         TINY,
         0,
         mix_texts=corpus_texts("general", TINY, 0),
-        mix_ratio=artifacts.REPLAY_RATIO,
+        mix_ratio=REPLAY_RATIO,
         salient_words=knowledge_words("clinical"),
         progress=False,
     )
@@ -117,17 +118,20 @@ def test_replay_bert_is_the_call_notebook_06_shows(cache_dir, capsys):
     assert [r["loss"] for r in saved] == pytest.approx([r["loss"] for r in history])
     dapt = artifacts.get_dapt_bert(TINY, seed=0, verbose=False)
     assert not torch.equal(replay.bert.embeddings.word_embeddings.weight, dapt.bert.embeddings.word_embeddings.weight)
-    assert artifacts.replay_bert_config(TINY, 0) != artifacts.dapt_bert_config(TINY, 0)
+    assert artifacts.cache_config("replay_bert", TINY, 0) != artifacts.cache_config("dapt_bert", TINY, 0)
 
 
 def test_cache_keys_name_what_the_builders_read():
-    base = artifacts.dapt_bert_config(TINY, seed=0)
-    assert base["general_bert"] == artifacts.general_bert_config(TINY, seed=0)
-    assert base != artifacts.dapt_bert_config(TINY, seed=1)
-    assert base != artifacts.dapt_bert_config(get_profile(TINY, dapt_steps=6), seed=0)
-    assert base != artifacts.dapt_bert_config(get_profile(TINY, pretrain_steps=6), seed=0)
-    assert base != artifacts.tapt_bert_config(TINY, seed=0)
-    assert artifacts.tapt_bert_config(TINY, 0, "clinical") != artifacts.tapt_bert_config(TINY, 0, "finance")
+    def key(name, profile=TINY, seed=0, scope="clinical"):
+        return artifacts.cache_config(name, profile, seed, scope)
+
+    base = key("dapt_bert")
+    assert base["parent"] == key("general_bert")
+    assert base != key("dapt_bert", seed=1)
+    assert base != key("dapt_bert", get_profile(TINY, dapt_steps=6))
+    assert base != key("dapt_bert", get_profile(TINY, pretrain_steps=6))
+    assert base != key("tapt_bert")
+    assert key("tapt_bert", scope="clinical") != key("tapt_bert", scope="finance")
 
 
 def test_kept_gain():

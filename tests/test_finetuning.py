@@ -8,20 +8,17 @@ import torch
 from transformers import BertConfig, BertForMaskedLM
 
 from course_utils import transfer
-from course_utils.finetuning import (
-    PROBE_C,
+from course_utils.classifier import (
     EncodedSplit,
     SequenceClassifier,
     classifier_from,
-    fit_linear_probe,
     freeze_encoder,
-    frozen_features,
     labeled_subset,
     predict_logits,
-    train_classifier,
     trainable_parameters,
-    warm_start_head,
 )
+from course_utils.finetuning import train_classifier
+from course_utils.linear_probe import PROBE_C, fit_linear_probe, frozen_features, warm_start_head
 from course_utils.profiles import get_profile
 from course_utils.training import LENGTH_GROUP_BATCHES, shuffled_epoch
 
@@ -191,7 +188,7 @@ def test_benchmark_rows_and_table(tmp_path, monkeypatch, one_thread):
 
 
 def test_concat_pads_every_part_to_the_longest_and_keeps_rows_in_order():
-    from course_utils.finetuning import EncodedSplit
+    from course_utils.classifier import EncodedSplit
 
     short = EncodedSplit(torch.tensor([[2, 5, 3]]), torch.tensor([[1, 1, 1]]), torch.tensor([1]))
     long = EncodedSplit(

@@ -40,3 +40,19 @@ def test_time_per_call_is_the_median_of_real_calls():
     seconds = time_per_call(lambda: (calls.append(1), time.sleep(0.01)), repeats=5, warmup=2)
     assert len(calls) == 7
     assert 0.009 <= seconds < 0.5
+
+
+def test_benchmark_reports_size_latency_and_throughput_of_a_classifier():
+    from tiny import CONFIG, keyword_split
+    from transformers import BertModel
+
+    from course_utils.classifier import SequenceClassifier
+    from course_utils.measure import benchmark, model_size_mb
+
+    model = SequenceClassifier(BertModel(CONFIG, add_pooling_layer=False), 2).train()
+    result = benchmark(model, keyword_split(32), batch_1_repeats=3, batched_repeats=2)
+    assert result["parameters"] == sum(p.numel() for p in model.parameters())
+    assert result["MB"] == model_size_mb(model)
+    assert result["batch-1 latency ms"] > 0 and result["throughput notes/s"] > 0
+    assert model.training, "the model's mode is restored"
+    assert "throughput notes/s" not in benchmark(model, keyword_split(8), batch_1_repeats=2, batched_repeats=0)

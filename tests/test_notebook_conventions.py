@@ -10,7 +10,7 @@ import nbformat
 import pytest
 
 from course_utils.course_map import COURSE_MAP
-from course_utils.paths import REPO_ROOT, colab_url
+from course_utils.paths import COURSE_REPO_URL, REPO_ROOT, colab_setup_source, colab_url
 
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
 
@@ -52,6 +52,46 @@ def test_header_has_title_badge_objectives_prerequisites_and_time(notebook):
     assert colab_url(path.name) in header.source and "colab-badge.svg" in header.source
     for part in ("**Learning objectives**", "**Prerequisites**", "**Time**"):
         assert part in header.source, part
+
+
+def test_the_colab_setup_cell_comes_from_the_one_repository_address(notebook):
+    _, nb = notebook
+    assert nb.cells[1].source == colab_setup_source(), "the setup cell must be paths.colab_setup_source()"
+
+
+def test_the_site_links_the_same_repository():
+    config = (REPO_ROOT / "book" / "_config.yml").read_text(encoding="utf-8")
+    assert f"url: {COURSE_REPO_URL}" in config
+
+
+def test_the_setup_cell_clones_and_installs_once_in_colab(tmp_path, monkeypatch):
+    """Run the cell as Colab would (``google.colab`` importable) against a local clone of this repository, twice."""
+    import subprocess
+    import sys
+    import types
+
+    if not (REPO_ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    source = colab_setup_source(f"file://{REPO_ROOT}")
+    calls = []
+    real_run = subprocess.run
+
+    def run(args, **kwargs):
+        calls.append(list(args))
+        if args[0] == "git":  # the clone is real; the install would change this environment, so it is recorded
+            return real_run(args, **kwargs)
+        return subprocess.CompletedProcess(args, 0)
+
+    monkeypatch.setattr(subprocess, "run", run)
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    folder = REPO_ROOT.name
+    exec(compile(source, "setup-cell", "exec"), {})
+    assert (tmp_path / folder / "course_utils" / "paths.py").is_file(), "the course was cloned"
+    assert calls[1][-2:] == ["-e", folder] and sys.path[0] == folder
+    exec(compile(source, "setup-cell", "exec"), {})  # a second run finds the clone and fetches nothing
+    assert len(calls) == 2
 
 
 def test_parameters_cell_defines_profile_and_seed(notebook):

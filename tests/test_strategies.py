@@ -12,12 +12,9 @@ from tiny import CONFIG, keyword_split
 from torch import nn
 from transformers import BertModel
 
-from course_utils.finetuning import (
-    classifier_from,
-    predict_logits,
-    train_classifier,
-    trainable_parameters,
-)
+from course_utils.classifier import classifier_from, predict_logits, trainable_parameters
+from course_utils.finetuning import train_classifier
+from course_utils.mlm import make_bert_config
 from course_utils.profiles import get_profile
 from course_utils.strategies import (
     STRATEGIES,
@@ -27,7 +24,6 @@ from course_utils.strategies import (
     load_trainable,
     save_trainable,
 )
-from course_utils.mlm import make_bert_config
 
 
 def _model(strategy: str, **options: float) -> nn.Module:

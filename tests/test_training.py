@@ -6,10 +6,17 @@ import pytest
 import torch
 from transformers import BertForMaskedLM, DataCollatorForLanguageModeling
 
-from course_utils.mlm import IGNORE_INDEX, mask_tokens, occurring_token_ids, pad_batch, salient_token_ids
+from course_utils.mlm import (
+    IGNORE_INDEX,
+    make_bert_config,
+    mask_tokens,
+    occurring_token_ids,
+    pad_batch,
+    salient_token_ids,
+    train_mlm,
+)
 from course_utils.profiles import get_profile
 from course_utils.tokenization import train_wordpiece
-from course_utils.mlm import make_bert_config, train_mlm
 from course_utils.training import linear_warmup_decay
 
 pytestmark = pytest.mark.usefixtures("one_thread")

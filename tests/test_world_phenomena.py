@@ -131,7 +131,7 @@ def test_a_general_health_document_keeps_to_one_specialty(seed):
 @pytest.mark.parametrize("seed", SEEDS)
 def test_twenty_notes_per_class_name_only_some_conditions_and_symptoms(seed):
     """With few labeled notes, most of what a test note names was never labeled: pretraining must know it."""
-    from course_utils.finetuning import labeled_subset
+    from course_utils.classifier import labeled_subset
 
     grammar = task_grammar("clinical")
     everyday = [e.text for t in ("condition", "symptom") for e in grammar.domain.entities[t]]

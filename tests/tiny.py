@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from transformers import BertConfig
 
-from course_utils.finetuning import EncodedSplit
+from course_utils.classifier import EncodedSplit
 
 CONFIG = BertConfig(
     vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,

@@ -4,7 +4,7 @@ The site shows notebooks exactly as the course runner executed them; it does not
 browser. So the live-code extension's scripts (which Jupyter Book always loads, and which would
 declare their configuration twice on every page) are left out.
 
-Each figure's alternative text is its title (``course_utils.book`` reads it from the cell's
+Each figure's alternative text is its title (``tools.book`` reads it from the cell's
 matplotlib calls and stores one per figure in the cell's metadata), not the image's file path,
 which is what a screen reader would otherwise read out.
 """
@@ -12,7 +12,7 @@ which is what a screen reader would otherwise read out.
 from docutils import nodes
 from sphinx.application import Sphinx
 
-FIGURE_TITLES = "course_figure_titles"  # the cell-metadata key course_utils.book writes
+FIGURE_TITLES = "course_figure_titles"  # the cell-metadata key tools.book writes
 
 
 def _figure_alt_texts(app: Sphinx, doctree: nodes.document, docname: str) -> None:

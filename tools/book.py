@@ -231,7 +231,7 @@ def build_book(book: Path = BOOK_DIR, *, strict: bool = True) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m course_utils.book``: assemble and build the site from ``build/``."""
+    """``python -m tools.book``: assemble and build the site from ``build/``."""
     import argparse
 
     parser = argparse.ArgumentParser(description="Build the course site from the executed notebooks.")

@@ -1,4 +1,4 @@
-"""Pseudo-perplexity and masked-token accuracy (course_utils.evaluation)."""
+"""Pseudo-perplexity and masked-token accuracy (course_utils.lm_metrics)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from transformers import BertForMaskedLM
 
-from course_utils.evaluation import (
+from course_utils.lm_metrics import (
     evaluating,
     masked_token_accuracy,
     most_frequent_token,
@@ -18,9 +18,9 @@ from course_utils.evaluation import (
     pseudo_perplexity,
     unigram_baseline_accuracy,
 )
+from course_utils.mlm import make_bert_config
 from course_utils.profiles import get_profile
 from course_utils.tokenization import train_wordpiece
-from course_utils.mlm import make_bert_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -1,4 +1,4 @@
-"""The probes of notebook 06 (course_utils.probing): each scores a model built to pass or to fail it."""
+"""The probes of notebook 06 (course_utils.knowledge_probes): each scores a model built to pass or to fail it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertForMaskedLM
 
-from course_utils import probing
+from course_utils import knowledge_probes as probes
 from course_utils.data import load_corpus
 from course_utils.profiles import get_profile
 from course_utils.tokenization import train_wordpiece
@@ -32,7 +32,7 @@ def _tiny_bert(vocab_size: int) -> BertForMaskedLM:
 
 def test_a_words_vector_is_the_mean_hidden_state_of_its_pieces_over_the_frames():
     # a vocabulary that never saw the drug names, so each one falls apart into several pieces
-    tokenizer = train_wordpiece([f.format("it") for f in probing.NEUTRAL_DRUG_FRAMES] * 3, vocab_size=120)
+    tokenizer = train_wordpiece([f.format("it") for f in probes.NEUTRAL_DRUG_FRAMES] * 3, vocab_size=120)
     model = _tiny_bert(len(tokenizer)).train()  # dropout on: the probe must switch it off, then back
     words = ["bravinolol", "adalizumab"]
     assert all(len(tokenizer.tokenize(w)) > 1 for w in words)
@@ -42,7 +42,7 @@ def test_a_words_vector_is_the_mean_hidden_state_of_its_pieces_over_the_frames()
         model.eval()
         for word in words:
             per_frame = []
-            for frame in probing.NEUTRAL_DRUG_FRAMES:
+            for frame in probes.NEUTRAL_DRUG_FRAMES:
                 sentence = frame.format(word)
                 encoded = tokenizer(sentence, return_offsets_mapping=True, return_tensors="pt")
                 begin, end = sentence.index(word), sentence.index(word) + len(word)
@@ -53,10 +53,10 @@ def test_a_words_vector_is_the_mean_hidden_state_of_its_pieces_over_the_frames()
             expected.append(torch.stack(per_frame).mean(0))
         model.train()
 
-    vectors = probing.contextual_vectors(model, tokenizer, words)
+    vectors = probes.contextual_vectors(model, tokenizer, words)
     assert model.training, "the probe gives the model back in the mode it had"
     torch.testing.assert_close(vectors, torch.stack(expected))
-    one_frame = probing.contextual_vectors(model, tokenizer, words, frames=probing.NEUTRAL_DRUG_FRAMES[:1])
+    one_frame = probes.contextual_vectors(model, tokenizer, words, frames=probes.NEUTRAL_DRUG_FRAMES[:1])
     assert not torch.allclose(one_frame, vectors), "the frames change the hidden states, so averaging them counts"
 
 
@@ -64,20 +64,20 @@ def test_neighbour_rate_is_one_for_clustered_vectors_and_low_for_mixed_ones():
     names = ["a1", "a2", "a3", "b1", "b2", "b3"]
     classes = {n: n[0] for n in names}
     clustered = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.95, 0.05], [0.0, 1.0], [0.1, 0.9], [0.05, 0.95]])
-    assert probing.same_class_neighbour_rate(clustered, names, classes, ["a1", "b1"], k=2) == 1.0
+    assert probes.same_class_neighbour_rate(clustered, names, classes, ["a1", "b1"], k=2) == 1.0
     mixed = clustered[[0, 3, 1, 4, 2, 5]]  # a-names now carry b-vectors and the other way round, in turn
-    assert probing.same_class_neighbour_rate(mixed, names, classes, ["a1", "b1"], k=2) <= 0.5
-    assert probing.nearest_neighbours(clustered, names, "a1", k=1)[0][0] == "a3"
+    assert probes.same_class_neighbour_rate(mixed, names, classes, ["a1", "b1"], k=2) <= 0.5
+    assert probes.nearest_neighbours(clustered, names, "a1", k=1)[0][0] == "a3"
 
 
 def test_mean_cosine_is_zero_for_orthogonal_rows_and_one_for_identical_ones():
-    assert probing.mean_cosine(torch.eye(4)) == pytest.approx(0.0)
-    assert probing.mean_cosine(torch.ones(3, 5)) == pytest.approx(1.0)
+    assert probes.mean_cosine(torch.eye(4)) == pytest.approx(0.0)
+    assert probes.mean_cosine(torch.ones(3, 5)) == pytest.approx(1.0)
 
 
 def test_fact_sentences_state_each_drugs_specialty_in_the_corpus_frame():
     truth = drug_specialties()
-    facts = probing.fact_sentences()
+    facts = probes.fact_sentences()
     assert len(facts) == len(truth) and "bravinolol is prescribed in cardiology clinics." in facts
     corpus = {t.lower() for t in load_corpus("clinical", get_profile("fast", corpus_sentences=300), 0)["text"]}
     assert corpus & set(facts), "the probe's frame must be the corpus's own sentence"
@@ -108,13 +108,13 @@ class _Oracle(torch.nn.Module):
 
 
 def test_specialty_fill_in_accuracy_scores_an_oracle_and_a_liar():
-    tokenizer = train_wordpiece(probing.fact_sentences() * 3, vocab_size=400)  # every drug and specialty a token
+    tokenizer = train_wordpiece(probes.fact_sentences() * 3, vocab_size=400)  # every drug and specialty a token
     drugs = list(drug_specialties())
-    assert probing.specialty_fill_in_accuracy(_Oracle(tokenizer), tokenizer, drugs) == 1.0
-    assert probing.specialty_fill_in_accuracy(_Oracle(tokenizer, wrong=True), tokenizer, drugs) == 0.0
+    assert probes.specialty_fill_in_accuracy(_Oracle(tokenizer), tokenizer, drugs) == 1.0
+    assert probes.specialty_fill_in_accuracy(_Oracle(tokenizer, wrong=True), tokenizer, drugs) == 0.0
     everyday = train_wordpiece(["the teacher bought a lamp at the market."] * 3, vocab_size=100)
     with pytest.raises(ValueError, match="not single tokens"):
-        probing.specialty_fill_in_accuracy(_Oracle(tokenizer), everyday, drugs)
+        probes.specialty_fill_in_accuracy(_Oracle(tokenizer), everyday, drugs)
 
 
 def test_statement_counts_find_the_probed_statement_anywhere_in_a_text():
@@ -124,7 +124,7 @@ def test_statement_counts_find_the_probed_statement_anywhere_in_a_text():
         "Bravinolol was started at 20 mg once daily.",
         "Tesamolol is prescribed in cardiology clinics; xbravinolol is prescribed in nowhere.",
     ]
-    assert probing.statement_counts(texts, ["bravinolol", "tesamolol", "koradolol"]) == {
+    assert probes.statement_counts(texts, ["bravinolol", "tesamolol", "koradolol"]) == {
         "bravinolol": 2,
         "tesamolol": 1,
         "koradolol": 0,
@@ -158,12 +158,12 @@ def test_cloze_choice_accuracy_scores_a_model_that_reads_the_cue_and_one_that_do
     texts = ["my grandmother said that she felt tired.", "my uncle said that he felt happy; he slept."]
     tokenizer = train_wordpiece(texts * 3, vocab_size=200)  # every word a token
     reader = _Copier(tokenizer, ("he", "she"), answer_from_source=True)
-    assert probing.cloze_choice_accuracy(reader, tokenizer, texts, ("he", "she")) == (1.0, 3)
+    assert probes.cloze_choice_accuracy(reader, tokenizer, texts, ("he", "she")) == (1.0, 3)
     contrarian = _Copier(tokenizer, ("he", "she"), answer_from_source=False)
-    assert probing.cloze_choice_accuracy(contrarian, tokenizer, texts, ("he", "she")) == (0.0, 3)
+    assert probes.cloze_choice_accuracy(contrarian, tokenizer, texts, ("he", "she")) == (0.0, 3)
     reader.config.max_position_embeddings = 8  # [CLS] my uncle said that he felt [SEP]: the second "he" is cut off
-    assert probing.cloze_choice_accuracy(reader, tokenizer, texts[1:], ("he", "she")) == (1.0, 1)
+    assert probes.cloze_choice_accuracy(reader, tokenizer, texts[1:], ("he", "she")) == (1.0, 1)
     with pytest.raises(ValueError, match="nothing to score"):
-        probing.cloze_choice_accuracy(reader, tokenizer, ["the teacher slept."], ("he", "she"))
+        probes.cloze_choice_accuracy(reader, tokenizer, ["the teacher slept."], ("he", "she"))
     with pytest.raises(ValueError, match="single token"):
-        probing.cloze_choice_accuracy(reader, tokenizer, texts, ("he", "zebra"))
+        probes.cloze_choice_accuracy(reader, tokenizer, texts, ("he", "zebra"))

@@ -1,4 +1,6 @@
-"""Probes of what a masked language model knows about a domain's words (notebook 06).
+"""Knowledge probes: what a masked language model knows about a domain's words, asked without training (05, 06).
+
+Not to be confused with a *linear probe* (``linear_probe.fit_linear_probe``), a classifier trained on frozen features.
 
 Each probe asks one question of a model without training it: are drugs of one class neighbours
 among the encoder's vectors (``contextual_vectors``, ``same_class_neighbour_rate``, ``mean_cosine``),
@@ -18,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from course_utils.evaluation import evaluating
+from course_utils.lm_metrics import evaluating
 from course_utils.mlm import encode_texts
 from course_utils.world import drug_specialties
 

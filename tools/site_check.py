@@ -123,7 +123,7 @@ def expected_pages(html: Path, book: Path) -> dict[str, tuple[str, int, bool]]:
         pages[f"notebooks/{notebook.stem}.html"] = (title, images, formulas)
     missing = [page for page in pages if not (html / page).is_file()]
     if missing:
-        raise FileNotFoundError(f"The built site lacks {missing}; build it first (python -m course_utils.book).")
+        raise FileNotFoundError(f"The built site lacks {missing}; build it first (python -m tools.book).")
     return pages
 
 
@@ -242,8 +242,8 @@ def check_formulas(page, expected: bool, problems: list[str], timeout_ms: int = 
 
 def main() -> int:
 
-    from course_utils.book import BOOK_DIR
     from course_utils.paths import build_dir
+    from tools.book import BOOK_DIR
 
     results = check_site(BOOK_DIR / "_build" / "html", BOOK_DIR, build_dir() / "screenshots")
     for result in results:

@@ -1,4 +1,4 @@
-"""Evaluating language models: pseudo-perplexity and masked-token accuracy (later notebooks add metrics).
+"""Language-model metrics: pseudo-perplexity and masked-token accuracy (classification metrics: ``metrics``).
 
 A masked language model gives no probability to a whole sentence, so perplexity in the n-gram
 sense does not exist for it. Pseudo-perplexity (Salazar et al., 2020) masks each token in turn,

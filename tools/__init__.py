@@ -1,0 +1,1 @@
+"""Tools that build and check the course site; not part of the package learners import."""
