@@ -272,6 +272,7 @@ def build_classifier(
     names = data["train"].features["label"].names
     source = new_bert(p, tokenizer, seed) if recipe.parent == "tokenizer" else parent(recipe.parent)
     model = apply_strategy(classifier_from(source, len(names), pooling=recipe.pooling, seed=seed), recipe.strategy)
+    model.to(device)  # the probe's features are computed where the model will train
     if recipe.warm_start_head:
         warm_start_head(model, train, seed=seed)  # LP-FT, as every run from a pretrained encoder in notebook 07
     train_classifier(

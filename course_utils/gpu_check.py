@@ -54,7 +54,7 @@ def temporary_cache() -> Iterator[Path]:
 
 
 def check_builders(profile: Profile, seed: int = 0) -> str:
-    """Build every cached model of ``profile`` in a temporary cache; each must load with finite weights."""
+    """Build every cached model of ``profile`` (``recipes.RECIPES``) in a temporary cache; each must load with finite weights."""
     with temporary_cache():
         built = {
             "general": artifacts.get_general_bert(profile, seed, verbose=False),
@@ -62,13 +62,18 @@ def check_builders(profile: Profile, seed: int = 0) -> str:
             "replay": artifacts.get_replay_bert(profile, seed, verbose=False),
             "tapt": artifacts.get_tapt_bert(profile, seed, verbose=False),
             "teacher": artifacts.get_teacher(profile, seed, verbose=False),
+            **{
+                f"classifier ({start})": artifacts.get_classifier(start, profile, seed, verbose=False)
+                for start in ("random", "general", "dapt_head_only", "dapt_lora")
+            },
+            "student": artifacts.get_student(profile, seed, verbose=False),
         }
     for name, model in built.items():
         bad = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
         if bad:
             raise AssertionError(f"{name}: non-finite weights in {bad[:3]}")
     width = built["general"].config.hidden_size
-    return f"built tokenizer, general, DAPT, replay, TAPT BERT and teacher (width {width}, {profile.name} sizes)"
+    return f"built every cached model: {', '.join(built)} (width {width}, {profile.name} sizes)"
 
 
 def _tiny_split(n: int = 48, seed: int = 0) -> EncodedSplit:

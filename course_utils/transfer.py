@@ -97,7 +97,7 @@ def _fine_tune(
     ]
     for lr, warm in grid:
         start = time.perf_counter()
-        model = apply_strategy(classifier_from(source, num_labels, pooling=POOLING, seed=seed), strategy)
+        model = apply_strategy(classifier_from(source, num_labels, pooling=POOLING, seed=seed), strategy).to(device)
         if warm:
             warm_start_head(model, train, seed=seed)
         train_classifier(
