@@ -20,12 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
-from transformers import BertConfig, BertForMaskedLM, BertModel, PreTrainedTokenizerFast
+from transformers import BertForMaskedLM, PreTrainedTokenizerFast
 
 from course_utils.cache import fingerprint, get_or_build, source_files
 from course_utils.classifier import (
-    CLASSIFIER_FILE,
     EncodedSplit,
     SequenceClassifier,
     classifier_from,
@@ -336,14 +334,9 @@ def build_student(
 
 
 def load_strategy_classifier(folder: Path, strategy: str | None) -> SequenceClassifier:
-    """A saved classifier whose strategy added modules (LoRA, adapters): rebuilt with it, then loaded (safetensors)."""
-    if strategy in (None, "full", "head_only", "top_k", "bitfit"):
-        return load_classifier(folder)
-    meta = json.loads((folder / CLASSIFIER_FILE).read_text())
-    encoder = BertModel(BertConfig.from_json_file(str(folder / "config.json")), add_pooling_layer=False)
-    model = apply_strategy(SequenceClassifier(encoder, meta["num_labels"], meta["pooling"]), strategy)
-    model.load_state_dict(load_file(str(folder / "model.safetensors")))
-    return model.eval()
+    """A saved classifier; one whose strategy added modules (LoRA, adapters) is rebuilt with them first."""
+    adds_modules = strategy in ("lora", "adapter")
+    return load_classifier(folder, (lambda model: apply_strategy(model, strategy)) if adds_modules else None)
 
 
 def _builder(name: str) -> Callable[..., None]:

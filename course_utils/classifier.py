@@ -9,7 +9,7 @@ text and fed to a linear layer. It is trained by ``finetuning.train_classifier``
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,8 +100,14 @@ def save_classifier(model: SequenceClassifier, folder: str | Path, labels: Seque
     return folder
 
 
-def load_classifier(folder: str | Path) -> SequenceClassifier:
-    """A ``save_classifier`` folder as a ``SequenceClassifier`` in eval mode; a clear error if files are missing."""
+def load_classifier(
+    folder: str | Path, prepare: Callable[[SequenceClassifier], SequenceClassifier] | None = None
+) -> SequenceClassifier:
+    """A ``save_classifier`` folder as a ``SequenceClassifier`` in eval mode; a clear error if files are missing.
+
+    ``prepare`` runs on the rebuilt model before its weights are loaded: a strategy that added modules
+    (LoRA, adapters) adds them again, so that the saved weights fit.
+    """
     folder = Path(folder)
     missing = [n for n in ("config.json", "model.safetensors", CLASSIFIER_FILE) if not (folder / n).is_file()]
     if missing:
@@ -111,6 +117,8 @@ def load_classifier(folder: str | Path) -> SequenceClassifier:
     meta = json.loads((folder / CLASSIFIER_FILE).read_text())
     encoder = BertModel(BertConfig.from_json_file(str(folder / "config.json")), add_pooling_layer=False)
     model = SequenceClassifier(encoder, meta["num_labels"], meta["pooling"])
+    if prepare is not None:
+        model = prepare(model)
     model.load_state_dict(load_file(str(folder / "model.safetensors")))
     return model.eval()
 
