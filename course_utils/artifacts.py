@@ -193,7 +193,7 @@ def build_tokenizer(
 def build_general_bert(
     folder: Path, p: RecipeProfile, seed: int, scope: str, device: torch.device, parent: Parent, progress: bool = True
 ) -> None:
-    """Pretrain a tiny BERT on the general corpus with ``train_mlm`` (notebook 05)."""
+    """Pretrain a tiny BERT on the general corpus with ``train_mlm`` (notebook 06)."""
     recipe, tokenizer = RECIPES["general_bert"], parent("tokenizer")
     model = new_bert(p, tokenizer, seed)
     texts = corpus_texts("general", p, seed)
@@ -205,13 +205,13 @@ def build_general_bert(
         batch_size=p.pretrain_batch_size,
         lr=recipe.lr,
         warmup_ratio=recipe.warmup_ratio,
-        salient_words=knowledge_words("general"),  # entity-aware masking (notebook 06 measures why)
+        salient_words=knowledge_words("general"),  # entity-aware masking (notebook 07 measures why)
         device=device,
         seed=seed,
         progress=progress,
         desc="Pretraining the general BERT",
     )
-    # The domain words it never read start as the average word, not as tiny random vectors (notebook 05).
+    # The domain words it never read start as the average word, not as tiny random vectors (notebook 06).
     read = occurring_token_ids(encode_texts(tokenizer, texts, p.max_seq_len), len(tokenizer))
     read[tokenizer.all_special_ids] = True
     average_unread_rows(model, read, seed=seed)
@@ -229,7 +229,7 @@ def build_continued(
     progress: bool = True,
 ) -> None:
     """Continue the general BERT on ``recipe``'s texts (DAPT, replay, TAPT) with ``continue_pretraining``, the
-    function notebook 06 runs inline; save weights, tokenizer and the history with its evaluations."""
+    function notebook 07 runs inline; save weights, tokenizer and the history with its evaluations."""
     tokenizer, model = parent("tokenizer"), parent("general_bert")
     domain = _domain(recipe, scope)
     texts = task_texts(scope, p, seed) if recipe.texts.startswith("task:") else corpus_texts(scope, p, seed)
@@ -263,7 +263,7 @@ def build_classifier(
     progress: bool = True,
 ) -> None:
     """Fine-tune ``recipe.parent`` (random weights when it is the tokenizer) on every labeled note of task
-    ``scope`` with ``recipe.strategy``: the teacher (notebook 07's best run) and the classifiers of 09."""
+    ``scope`` with ``recipe.strategy``: the teacher (notebook 08's best run) and the classifiers of 10."""
     tokenizer = parent("tokenizer")
     data = load_task(scope, p, seed)
     train = encode_split(tokenizer, data["train"]["text"], data["train"]["label"], p.max_seq_len)
@@ -272,7 +272,7 @@ def build_classifier(
     model = apply_strategy(classifier_from(source, len(names), pooling=recipe.pooling, seed=seed), recipe.strategy)
     model.to(device)  # the probe's features are computed where the model will train
     if recipe.warm_start_head:
-        warm_start_head(model, train, seed=seed)  # LP-FT, as every run from a pretrained encoder in notebook 07
+        warm_start_head(model, train, seed=seed)  # LP-FT, as every run from a pretrained encoder in notebook 08
     train_classifier(
         model,
         train,
@@ -300,7 +300,7 @@ def build_student(
     parent: Parent,
     progress: bool = True,
 ) -> None:
-    """Distil the teacher into a narrower student on the labeled notes plus teacher-labeled corpus texts (08)."""
+    """Distil the teacher into a narrower student on the labeled notes plus teacher-labeled corpus texts (09)."""
     tokenizer, teacher = parent("tokenizer"), parent("teacher")
     data = load_task(scope, p, seed)
     names = data["train"].features["label"].names
@@ -310,7 +310,7 @@ def build_student(
     transfer_set = EncodedSplit.concat(
         encode_split(tokenizer, data["train"]["text"], data["train"]["label"], p.max_seq_len),
         # Every corpus text gets hard label 0, which the loss's cross-entropy half does read: kept as notebook
-        # 09's inline run had it, so its numbers stand. Notebook 08 labels them with the teacher's top prediction.
+        # 10's inline run had it, so its numbers stand. Notebook 09 labels them with the teacher's top prediction.
         encode_split(tokenizer, corpus[:extra], [0] * extra, p.max_seq_len),
     )
     width = int(p.hidden_size * recipe.width_share)
@@ -401,12 +401,12 @@ def get(
 
 
 def get_tokenizer(profile: str | Profile, seed: int = 0, *, verbose: bool = True) -> PreTrainedTokenizerFast:
-    """The course tokenizer: BERT WordPiece trained on general, clinical, finance and legal text (notebook 04)."""
+    """The course tokenizer: BERT WordPiece trained on general, clinical, finance and legal text (notebook 05)."""
     return get("tokenizer", profile, seed, verbose=verbose)
 
 
 def get_general_bert(profile: str | Profile, seed: int = 0, *, verbose: bool = True) -> BertForMaskedLM:
-    """The general BERT: the course tokenizer plus ``profile.pretrain_steps`` MLM steps on general text (notebook 05)."""
+    """The general BERT: the course tokenizer plus ``profile.pretrain_steps`` MLM steps on general text (notebook 06)."""
     return get("general_bert", profile, seed, verbose=verbose)
 
 
@@ -418,7 +418,7 @@ def get_general_bert_history(profile: str | Profile, seed: int = 0) -> list[dict
 def get_dapt_bert(
     profile: str | Profile, seed: int = 0, domain: str = "clinical", *, verbose: bool = True
 ) -> BertForMaskedLM:
-    """The general BERT after ``profile.dapt_steps`` more MLM steps on ``domain``'s corpus (notebook 06)."""
+    """The general BERT after ``profile.dapt_steps`` more MLM steps on ``domain``'s corpus (notebook 07)."""
     return get("dapt_bert", profile, seed, domain, verbose=verbose)
 
 
@@ -430,7 +430,7 @@ def get_dapt_bert_history(profile: str | Profile, seed: int = 0, domain: str = "
 def get_replay_bert(
     profile: str | Profile, seed: int = 0, domain: str = "clinical", *, verbose: bool = True
 ) -> BertForMaskedLM:
-    """DAPT with ``REPLAY_RATIO`` of general text in every batch, which forgets less general text (06)."""
+    """DAPT with ``REPLAY_RATIO`` of general text in every batch, which forgets less general text (07)."""
     return get("replay_bert", profile, seed, domain, verbose=verbose)
 
 
@@ -442,7 +442,7 @@ def get_replay_bert_history(profile: str | Profile, seed: int = 0, domain: str =
 def get_tapt_bert(
     profile: str | Profile, seed: int = 0, task: str = "clinical", *, verbose: bool = True
 ) -> BertForMaskedLM:
-    """The general BERT after a quarter of DAPT's steps on the task's unlabeled training texts (06)."""
+    """The general BERT after a quarter of DAPT's steps on the task's unlabeled training texts (07)."""
     return get("tapt_bert", profile, seed, task, verbose=verbose)
 
 
@@ -454,7 +454,7 @@ def get_tapt_bert_history(profile: str | Profile, seed: int = 0, task: str = "cl
 def get_teacher(
     profile: str | Profile, seed: int = 0, task: str = "clinical", *, verbose: bool = True
 ) -> SequenceClassifier:
-    """The DAPT BERT fully fine-tuned on every labeled note of ``task`` (notebook 07's best), in eval mode (08, 09)."""
+    """The DAPT BERT fully fine-tuned on every labeled note of ``task`` (notebook 08's best), in eval mode (09, 10)."""
     return get("teacher", profile, seed, task, verbose=verbose)
 
 
@@ -468,5 +468,5 @@ def get_classifier(
 def get_student(
     profile: str | Profile, seed: int = 0, task: str = "clinical", *, verbose: bool = True
 ) -> SequenceClassifier:
-    """The teacher distilled into a student a quarter of its width, with teacher-labeled corpus text (08, 09)."""
+    """The teacher distilled into a student a quarter of its width, with teacher-labeled corpus text (09, 10)."""
     return get("student", profile, seed, task, verbose=verbose)

@@ -1,6 +1,6 @@
 """Real pretrained BERT checkpoints: a local folder, or a hub id when the hub can be reached.
 
-Notebook 07's ``MODEL_NAME`` takes either. A folder must hold what ``save_pretrained`` writes for a
+Notebook 08's ``MODEL_NAME`` takes either. A folder must hold what ``save_pretrained`` writes for a
 BERT masked LM: ``config.json``, weights as ``*.safetensors`` (pickled ``.bin`` weights are never
 loaded) and a tokenizer (``tokenizer.json`` or ``vocab.txt``). The model comes with its own
 WordPiece vocabulary, so texts must be encoded with the tokenizer returned here, not the course's.

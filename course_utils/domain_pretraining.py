@@ -1,4 +1,4 @@
-"""Continued pretraining as notebook 06 runs it (DAPT, TAPT, replay), and the yardsticks of its runs.
+"""Continued pretraining as notebook 07 runs it (DAPT, TAPT, replay), and the yardsticks of its runs.
 
 Continued pretraining is plain masked-language modelling started from a trained model instead of a
 random one. What changes is the text (a domain corpus for DAPT, the task's own unlabeled inputs for
@@ -52,7 +52,7 @@ def continue_pretraining(
 ) -> list[dict[str, Any]]:
     """Continue MLM training of ``model`` on ``texts`` for ``steps`` steps (DAPT, TAPT, replay).
 
-    The same function serves every run of notebook 06 so that runs differ only in their text:
+    The same function serves every run of notebook 07 so that runs differ only in their text:
     the learning rate, warm-up, batch size and evaluation points are fixed here. ``mix_texts`` and
     ``mix_ratio`` replay a share of old text in every batch; ``salient_words`` (the domain's
     ``knowledge_words``) turns on entity-aware masking. ``steps`` defaults to ``profile.dapt_steps``

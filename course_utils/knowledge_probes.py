@@ -1,4 +1,4 @@
-"""Knowledge probes: what a masked language model knows about a domain's words, asked without training (05, 06).
+"""Knowledge probes: what a masked language model knows about a domain's words, asked without training (06, 07).
 
 Not to be confused with a *linear probe* (``linear_probe.fit_linear_probe``), a classifier trained on frozen features.
 

@@ -3,7 +3,7 @@
 A masked language model gives no probability to a whole sentence, so perplexity in the n-gram
 sense does not exist for it. Pseudo-perplexity (Salazar et al., 2020) masks each token in turn,
 asks for the probability of the true token given all the others, and averages the log-probabilities:
-lower is better, and it compares models that share one tokenizer (notebooks 05 and 06).
+lower is better, and it compares models that share one tokenizer (notebooks 06 and 07).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Masked-language modelling: BERT's inputs, its 80/10/10 masking rule, its config and its training loop.
 
-``train_mlm`` pretrains a BERT (notebook 05) and continues pretraining it on domain text
-(notebook 06, through ``course_utils.domain_pretraining``); it says how a batch is drawn and masked
+``train_mlm`` pretrains a BERT (notebook 06) and continues pretraining it on domain text
+(notebook 07, through ``course_utils.domain_pretraining``); it says how a batch is drawn and masked
 and what the loss is, and leaves the loop itself to ``course_utils.training``. Evaluation
 (``course_utils.lm_metrics``) builds its batches with the same functions, so a model is scored on
 inputs made exactly as the ones it learned from.

@@ -30,7 +30,7 @@ class Profile:
     # --- 02/03 attention and the encoder ---
     attention_max_len: int  # longest sequence in the attention cost benchmark
 
-    # --- tiny BERT (05 onwards) ---
+    # --- tiny BERT (06 onwards) ---
     hidden_size: int  # width of every token vector
     num_layers: int  # encoder layers
     num_heads: int  # attention heads per layer
@@ -41,7 +41,7 @@ class Profile:
     pretrain_batch_size: int  # texts per step for the general BERT: each is a document of a few sentences
     pretrain_steps: int  # MLM steps for the general BERT
     dapt_steps: int  # continued-pretraining steps (DAPT / TAPT)
-    dapt_eval_texts: int  # held-out texts per domain for pseudo-perplexity during DAPT / TAPT (06)
+    dapt_eval_texts: int  # held-out texts per domain for pseudo-perplexity during DAPT / TAPT (07)
     finetune_epochs: int  # epochs for each fine-tuning run
     num_seeds: int  # seeds for the experiments that report a spread
 

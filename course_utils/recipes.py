@@ -1,7 +1,7 @@
 """How every model the course caches is built, in one table: its parent, its texts, its steps and learning rate.
 
-    tokenizer (04) ──► general BERT (05) ──► DAPT / replay / TAPT BERT (06)
-                                             DAPT BERT ──► teacher (07's best classifier; 08, 09)
+    tokenizer (05) ──► general BERT (06) ──► DAPT / replay / TAPT BERT (07)
+                                             DAPT BERT ──► teacher (08's best classifier; 09, 10)
 
 "How is the DAPT BERT built?" is answered by ``RECIPES["dapt_bert"]``. ``course_utils.artifacts``
 builds and caches each entry from its recipe, and derives the entry's cache key from the recipe
@@ -18,7 +18,7 @@ from typing import Any
 
 from course_utils.profiles import Profile
 
-#: The domains whose text the course vocabulary is trained on (notebook 04 shows why all four).
+#: The domains whose text the course vocabulary is trained on (notebook 05 shows why all four).
 TOKENIZER_DOMAINS = ("general", "clinical", "finance", "legal")
 #: Peak learning rate of the general BERT's pretraining.
 GENERAL_BERT_LR = 2e-3
@@ -29,7 +29,7 @@ CONTINUED_LR = 1e-3
 CONTINUED_WARMUP = 0.06
 #: How many evaluations a continued-pretraining run records along the way (the last at its end).
 EVALUATIONS_PER_RUN = 4
-#: Share of every batch taken from general text when DAPT replays (notebook 06's third run).
+#: Share of every batch taken from general text when DAPT replays (notebook 07's third run).
 REPLAY_RATIO = 0.25
 #: TAPT takes this share of DAPT's steps. Its corpus is the task's training notes, a few percent of
 #: a domain corpus: a quarter of DAPT's steps already passes over every note about eight times.
@@ -43,7 +43,7 @@ _CLASSIFIER_FIELDS = ("task_train", "task_eval", "max_seq_len", "batch_size", "f
 _BERT_SIZE_FIELDS = ("hidden_size", "num_layers", "num_heads", "intermediate_size")
 #: The fine-tuning recipe the teacher and the classifiers of the evaluation notebook share.
 FINETUNE_LR, FINETUNE_MIN_STEPS = 1e-3, 150
-#: Strategies that train few weights take larger steps (notebook 07 found 1e-2 best for them).
+#: Strategies that train few weights take larger steps (notebook 08 found 1e-2 best for them).
 FEW_WEIGHTS_LR = 1e-2
 
 
@@ -203,7 +203,7 @@ RECIPES: dict[str, Recipe] = {
             strategy="lora",
         ),
         # A student a quarter of the teacher's width, distilled on the labeled notes and 2.5 times as
-        # many corpus texts, all labeled by the teacher's soft targets (notebook 08's best mode).
+        # many corpus texts, all labeled by the teacher's soft targets (notebook 09's best mode).
         Recipe(
             name="student",
             parent="teacher",

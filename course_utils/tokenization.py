@@ -1,4 +1,4 @@
-"""Preparing domain text and training WordPiece vocabularies (notebook 04 teaches each step).
+"""Preparing domain text (notebook 04) and training WordPiece vocabularies (notebook 05).
 
 Real domain corpora arrive dirty: markup, runs of whitespace, boilerplate headers, the same record
 exported twice, and near-copies that differ by a word. A model pretrained on them memorises the
@@ -72,8 +72,9 @@ def clean_text(text: str, boilerplate: Iterable[str] = ()) -> str:
 def find_boilerplate(texts: Sequence[str], min_fraction: float = 0.05, min_count: int = 3) -> set[str]:
     """Lines that occur in at least ``min_fraction`` of the documents (and ``min_count`` of them).
 
-    A sentence of real content rarely repeats verbatim across many records, while headers,
-    footers and disclaimers repeat in all of them; counting lines finds them without a list.
+    A line of real content (in a record export, often a whole note) rarely repeats verbatim across
+    many records, while headers, footers and disclaimers repeat in all of them; counting lines finds
+    them without a list. Short sentences do repeat, so lines are counted, not sentences.
     """
     counts: Counter[str] = Counter()
     for text in texts:

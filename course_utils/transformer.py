@@ -5,7 +5,7 @@ notebook 03 adds :class:`Embeddings`, :class:`FeedForward`, :class:`EncoderLayer
 and shows that, given the same weights (:func:`load_bert_encoder`), they compute exactly what Hugging Face's
 ``BertModel`` computes. :class:`EncoderClassifier` is the small attention classifier whose heatmaps notebook 02
 reads. The teaching notebooks check their step-by-step versions against these; the BERT models that
-notebooks 05 and 06 pretrain are Hugging Face's ``BertForMaskedLM``, whose ``.bert`` encoder
+notebooks 06 and 07 pretrain are Hugging Face's ``BertForMaskedLM``, whose ``.bert`` encoder
 :func:`load_bert_encoder` loads into :class:`Encoder` (notebook 03 shows the outputs agree).
 
 Shapes use these letters: ``B`` batch, ``H`` heads, ``T`` tokens (``Tq`` queries, ``Tk`` keys),

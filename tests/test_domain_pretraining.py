@@ -1,4 +1,4 @@
-"""The continued-pretraining recipe and the DAPT / TAPT artifacts of notebook 06, on a profile small enough to train in seconds."""
+"""The continued-pretraining recipe and the DAPT / TAPT artifacts of notebook 07, on a profile small enough to train in seconds."""
 
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def test_tapt_bert_builds_then_loads_and_differs_from_dapt(cache_dir, capsys):
     assert len(artifacts.get_tapt_bert_history(TINY, seed=0)) == dp.tapt_steps(TINY)
 
 
-def test_replay_bert_is_the_call_notebook_06_shows(cache_dir, capsys):
+def test_replay_bert_is_the_call_notebook_07_shows(cache_dir, capsys):
     """The cached replay BERT equals continue_pretraining with mix_texts and mix_ratio, run by hand."""
     from course_utils.data import corpus_texts
     from course_utils.world import knowledge_words

@@ -1,4 +1,4 @@
-"""The probes of notebook 06 (course_utils.knowledge_probes): each scores a model built to pass or to fail it."""
+"""The probes of notebook 07 (course_utils.knowledge_probes): each scores a model built to pass or to fail it."""
 
 from __future__ import annotations
 

@@ -334,3 +334,36 @@ def test_the_text_rules_catch_what_they_are_for():
     wrong = new_markdown_cell("It needs twice the memory: about 128 MB each instead of 32 MB.")
     assert contradicting_number_words(new_notebook(cells=[right])) == []
     assert len(contradicting_number_words(new_notebook(cells=[wrong]))) == 1
+
+
+# ------------------------------------------------------------------- one idea per notebook
+
+MAX_CODE_LINES, MAX_CELL_LINES = 400, 40  # COURSE.md §3: about 400 code lines, no code cell over 40
+OVER_THE_RULES = {  # notebooks that still teach several ideas and wait for their split (course map, COURSE.md §3)
+    "02_attention_from_scratch.ipynb",
+    "08_finetuning_full_partial_adapters.ipynb",
+    "09_knowledge_distillation.ipynb",
+    "10_domain_evaluation.ipynb",
+}
+
+
+def size_problems(nb: nbformat.NotebookNode) -> list[str]:
+    """Where a notebook breaks the rules of thumb for size: too many code lines, or a code cell too long."""
+    code = [(index, cell) for index, cell in enumerate(nb.cells) if cell.cell_type == "code"]
+    problems = [
+        f"cell {index}: {len(cell.source.splitlines())} lines"
+        for index, cell in code
+        if len(cell.source.splitlines()) > MAX_CELL_LINES
+    ]
+    total = sum(len(cell.source.splitlines()) for _, cell in code)
+    return problems + ([f"{total} code lines"] if total > MAX_CODE_LINES else [])
+
+
+def test_notebooks_keep_to_the_size_rules(notebook):
+    """At most 400 code lines and no code cell over 40 lines, except the notebooks listed as waiting for a split."""
+    path, nb = notebook
+    problems = size_problems(nb)
+    if path.name in OVER_THE_RULES:
+        assert problems, f"{path.name} now keeps to the size rules: remove it from OVER_THE_RULES"
+    else:
+        assert not problems, f"{path.name} breaks the size rules: {problems}"

@@ -1,5 +1,5 @@
 """What a domain's definition states about its entities: their attributes, the facts reached through them,
-and which of them the labeled task keeps out (the probes of notebook 06 read the world's truth here).
+and which of them the labeled task keeps out (the probes of notebook 07 read the world's truth here).
 """
 
 from __future__ import annotations
