@@ -263,7 +263,7 @@ def build_classifier(
     progress: bool = True,
 ) -> None:
     """Fine-tune ``recipe.parent`` (random weights when it is the tokenizer) on every labeled note of task
-    ``scope`` with ``recipe.strategy``: the teacher (notebook 08's best run) and the classifiers of 10."""
+    ``scope`` with ``recipe.strategy``: the teacher (notebook 08's best run) and the classifiers of 12."""
     tokenizer = parent("tokenizer")
     data = load_task(scope, p, seed)
     train = encode_split(tokenizer, data["train"]["text"], data["train"]["label"], p.max_seq_len)
@@ -300,7 +300,7 @@ def build_student(
     parent: Parent,
     progress: bool = True,
 ) -> None:
-    """Distil the teacher into a narrower student on the labeled notes plus teacher-labeled corpus texts (09)."""
+    """Distil the teacher into a narrower student on the labeled notes plus teacher-labeled corpus texts (11)."""
     tokenizer, teacher = parent("tokenizer"), parent("teacher")
     data = load_task(scope, p, seed)
     names = data["train"].features["label"].names
@@ -310,7 +310,7 @@ def build_student(
     transfer_set = EncodedSplit.concat(
         encode_split(tokenizer, data["train"]["text"], data["train"]["label"], p.max_seq_len),
         # Every corpus text gets hard label 0, which the loss's cross-entropy half does read: kept as notebook
-        # 10's inline run had it, so its numbers stand. Notebook 09 labels them with the teacher's top prediction.
+        # 12's inline run had it, so its numbers stand. Notebook 11 labels them with the teacher's top prediction.
         encode_split(tokenizer, corpus[:extra], [0] * extra, p.max_seq_len),
     )
     width = int(p.hidden_size * recipe.width_share)
@@ -454,7 +454,7 @@ def get_tapt_bert_history(profile: str | Profile, seed: int = 0, task: str = "cl
 def get_teacher(
     profile: str | Profile, seed: int = 0, task: str = "clinical", *, verbose: bool = True
 ) -> SequenceClassifier:
-    """The DAPT BERT fully fine-tuned on every labeled note of ``task`` (notebook 08's best), in eval mode (09, 10)."""
+    """The DAPT BERT fully fine-tuned on every labeled note of ``task`` (notebook 08's best), in eval mode (11, 12)."""
     return get("teacher", profile, seed, task, verbose=verbose)
 
 
@@ -468,5 +468,5 @@ def get_classifier(
 def get_student(
     profile: str | Profile, seed: int = 0, task: str = "clinical", *, verbose: bool = True
 ) -> SequenceClassifier:
-    """The teacher distilled into a student a quarter of its width, with teacher-labeled corpus text (09, 10)."""
+    """The teacher distilled into a student a quarter of its width, with teacher-labeled corpus text (11, 12)."""
     return get("student", profile, seed, task, verbose=verbose)

@@ -66,18 +66,30 @@ COURSE_MAP: tuple[Chapter, ...] = (
     Chapter(
         "08_finetuning_full_partial_adapters.ipynb",
         "Fine-tuning: full, partial, adapters",
-        "full, head-only, top-k, BitFit, adapters, LoRA in one table",
+        "full, head-only, top-k, BitFit, adapters, LoRA in one table; LP-FT; saving only what trained",
         needs=("general_bert", "dapt_bert"),
     ),
     Chapter(
-        "09_knowledge_distillation.ipynb",
+        "09_training_craft.ipynb",
+        "The craft of training",
+        "the Trainer, early stopping and overfitting, dropout, optimisers and learning rates",
+        needs=("dapt_bert",),
+    ),
+    Chapter(
+        "10_prompting.ipynb",
+        "Prompting",
+        "cloze prompts and verbalisers, zero-shot classification, prompt-based fine-tuning (PET)",
+        needs=("dapt_bert",),
+    ),
+    Chapter(
+        "11_knowledge_distillation.ipynb",
         "Knowledge distillation",
         "soft targets, temperature, T² scaling, student size vs speed vs accuracy",
         builds=("teacher",),
         needs=("dapt_bert",),
     ),
     Chapter(
-        "10_domain_evaluation.ipynb",
+        "12_domain_evaluation.ipynb",
         "Domain evaluation",
         "metrics, calibration, challenge sets, seeds and spread, the report card",
         builds=(

@@ -4,7 +4,7 @@ Colab learners run the ``full`` profile on CUDA, a path the CPU machines of CI n
 runs each piece of it at tiny sizes on the GPU: the cached-model builders (tokenizer, general,
 DAPT, replay, TAPT BERT and the teacher) in a temporary cache, one step of each builder at the
 ``full`` profile's real model sizes, every fine-tuning strategy applied to a model already on the
-GPU (and in bf16), notebook 08's save-and-reload, notebook 09's distillation ``Trainer`` cell, and
+GPU (and in bf16), notebook 08's save-and-reload, notebook 11's distillation ``Trainer`` cell, and
 prompt-based fine-tuning. Without CUDA it says so and exits 0; it is never part of ``make test``.
 The same checks run on the CPU in the unit tests, so they cannot rot unnoticed.
 """
@@ -123,7 +123,7 @@ def check_save_and_reload(device: torch.device) -> str:
 
 
 def check_distillation_trainer(device: torch.device) -> str:
-    """Notebook 09: a ``DistillationTrainer``'s loss on a batch moved to its device equals the loss by hand."""
+    """Notebook 11: a ``DistillationTrainer``'s loss on a batch moved to its device equals the loss by hand."""
     split, teacher_model = _tiny_split(), _tiny_classifier(seed=1)
     args = TrainingArguments(
         output_dir=tempfile.mkdtemp(), max_steps=2, per_device_train_batch_size=8, report_to="none",

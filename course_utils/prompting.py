@@ -1,4 +1,4 @@
-"""Classifying with the masked LM itself: a cloze prompt and a verbaliser instead of a new head (notebook 08).
+"""Classifying with the masked LM itself: a cloze prompt and a verbaliser instead of a new head (notebook 10).
 
 Each note is followed by a prompt with one ``[MASK]`` ("This is managed by [MASK]."); the masked
 LM's scores at that position for one word per label (the *verbaliser*) are the class scores.

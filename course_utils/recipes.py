@@ -1,7 +1,7 @@
 """How every model the course caches is built, in one table: its parent, its texts, its steps and learning rate.
 
     tokenizer (05) ──► general BERT (06) ──► DAPT / replay / TAPT BERT (07)
-                                             DAPT BERT ──► teacher (08's best classifier; 09, 10)
+                                             DAPT BERT ──► teacher (08's best classifier; 11, 12)
 
 "How is the DAPT BERT built?" is answered by ``RECIPES["dapt_bert"]``. ``course_utils.artifacts``
 builds and caches each entry from its recipe, and derives the entry's cache key from the recipe
@@ -203,7 +203,7 @@ RECIPES: dict[str, Recipe] = {
             strategy="lora",
         ),
         # A student a quarter of the teacher's width, distilled on the labeled notes and 2.5 times as
-        # many corpus texts, all labeled by the teacher's soft targets (notebook 09's best mode).
+        # many corpus texts, all labeled by the teacher's soft targets (notebook 11's best mode).
         Recipe(
             name="student",
             parent="teacher",
