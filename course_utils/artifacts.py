@@ -38,10 +38,25 @@ from course_utils.domain_pretraining import continue_pretraining, pppl_eval_fn
 from course_utils.env import course_device
 from course_utils.finetuning import train_classifier
 from course_utils.linear_probe import warm_start_head
-from course_utils.mlm import average_unread_rows, encode_texts, make_bert_config, occurring_token_ids, train_mlm
+from course_utils.mlm import (
+    average_unread_rows,
+    encode_texts,
+    heldout_mlm_loss,
+    make_bert_config,
+    occurring_token_ids,
+    train_mlm,
+)
 from course_utils.paths import data_dir
 from course_utils.profiles import Profile, get_profile
-from course_utils.recipes import RECIPES, REPLAY_RATIO, TOKENIZER_DOMAINS, Recipe, RecipeProfile, restricted
+from course_utils.recipes import (
+    GENERAL_BERT_VALID_TEXTS,
+    RECIPES,
+    REPLAY_RATIO,
+    TOKENIZER_DOMAINS,
+    Recipe,
+    RecipeProfile,
+    restricted,
+)
 from course_utils.strategies import apply_strategy
 from course_utils.tokenization import train_wordpiece
 from course_utils.world import knowledge_words
@@ -197,22 +212,34 @@ def build_general_bert(
     recipe, tokenizer = RECIPES["general_bert"], parent("tokenizer")
     model = new_bert(p, tokenizer, seed)
     texts = corpus_texts("general", p, seed)
+    max_length = model.config.max_position_embeddings
+    read = occurring_token_ids(encode_texts(tokenizer, texts, max_length), len(tokenizer))  # what train_mlm reads
+    steps = recipe.steps_for(p)
+    valid = heldout_mlm_loss(
+        tokenizer,
+        corpus_texts("general", p, seed, split="validation")[:GENERAL_BERT_VALID_TEXTS],
+        max_length=max_length,
+        readable=read.clone(),
+        salient_words=knowledge_words("general"),
+        seed=seed,
+    )
     history = train_mlm(
         model,
         tokenizer,
         texts,
-        steps=recipe.steps_for(p),
+        steps=steps,
         batch_size=p.pretrain_batch_size,
         lr=recipe.lr,
         warmup_ratio=recipe.warmup_ratio,
         salient_words=knowledge_words("general"),  # entity-aware masking (notebook 07 measures why)
+        eval_every=max(1, steps // recipe.evaluations),
+        eval_fn=valid,  # the loss on held-out general documents (notebook 06 plots it)
         device=device,
         seed=seed,
         progress=progress,
         desc="Pretraining the general BERT",
     )
     # The domain words it never read start as the average word, not as tiny random vectors (notebook 06).
-    read = occurring_token_ids(encode_texts(tokenizer, texts, p.max_seq_len), len(tokenizer))
     read[tokenizer.all_special_ids] = True
     average_unread_rows(model, read, seed=seed)
     _save_bert(folder, model, history)
@@ -263,7 +290,7 @@ def build_classifier(
     progress: bool = True,
 ) -> None:
     """Fine-tune ``recipe.parent`` (random weights when it is the tokenizer) on every labeled note of task
-    ``scope`` with ``recipe.strategy``: the teacher (notebook 08's best run) and the classifiers of 12."""
+    ``scope`` with ``recipe.strategy``: the teacher (notebook 08's full fine-tuning run) and the classifiers of 12."""
     tokenizer = parent("tokenizer")
     data = load_task(scope, p, seed)
     train = encode_split(tokenizer, data["train"]["text"], data["train"]["label"], p.max_seq_len)
@@ -454,7 +481,7 @@ def get_tapt_bert_history(profile: str | Profile, seed: int = 0, task: str = "cl
 def get_teacher(
     profile: str | Profile, seed: int = 0, task: str = "clinical", *, verbose: bool = True
 ) -> SequenceClassifier:
-    """The DAPT BERT fully fine-tuned on every labeled note of ``task`` (notebook 08's best), in eval mode (11, 12)."""
+    """The DAPT BERT fully fine-tuned on every labeled note of ``task`` (notebook 08's full fine-tuning row), in eval mode (11, 12)."""
     return get("teacher", profile, seed, task, verbose=verbose)
 
 

@@ -275,6 +275,64 @@ def train_mlm(
     )
 
 
+def heldout_mlm_loss(
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    *,
+    max_length: int,
+    readable: torch.Tensor | None = None,
+    salient_words: Sequence[str] | None = None,
+    salient_probability: float = 0.5,
+    mlm_probability: float = 0.15,
+    seed: int = 0,
+    batch_size: int = 64,
+) -> Callable[[nn.Module], dict[str, float]]:
+    """An ``eval_fn`` for ``train_mlm``: the masked-LM loss on held-out ``texts`` (record key ``valid_loss``).
+
+    The masks are drawn once, as training draws them (the 80/10/10 rule, entity-aware with
+    ``salient_words``), and scored with the same softmax (``readable``, the training run's
+    ``occurring_token_ids``), so every evaluation scores the same positions the same way and the
+    curve sits on the training loss's scale. A position whose token the run never reads cannot be
+    predicted under that softmax; it is left out rather than scored as impossible.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    encoded = encode_texts(tokenizer, texts, max_length)
+    salient = salient_token_ids(tokenizer, salient_words) if salient_words else None
+    replacements = None
+    if readable is not None:
+        ordinary = readable.clone()
+        ordinary[tokenizer.all_special_ids] = False
+        replacements = ordinary.nonzero().flatten()
+    batches = []
+    for start in range(0, len(encoded), batch_size):
+        ids, attention = pad_batch(encoded[start : start + batch_size], tokenizer.pad_token_id)
+        inputs, labels = mask_tokens(
+            ids,
+            tokenizer,
+            mlm_probability=mlm_probability,
+            salient_ids=salient,
+            salient_probability=salient_probability,
+            replacement_ids=replacements,
+            generator=generator,
+        )
+        if readable is not None:
+            labels = labels.masked_fill(~readable[labels.clamp_min(0)], IGNORE_INDEX)  # never-read targets
+        batches.append({"input_ids": inputs, "attention_mask": attention, "labels": labels})
+    if not any((batch["labels"] != IGNORE_INDEX).any() for batch in batches):
+        raise ValueError("heldout_mlm_loss drew no position to score: give it more (or longer) texts.")
+
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        device = next(model.parameters()).device
+        allowed = readable.to(device) if readable is not None else None
+        total, count = 0.0, 0
+        for batch in batches:
+            loss, n = masked_lm_loss(model, {key: value.to(device) for key, value in batch.items()}, allowed)
+            total, count = total + float(loss) * int(n), count + int(n)
+        return {"valid_loss": total / count}
+
+    return evaluate
+
+
 #: Spread of a never-read row around the average row, as a share of the read rows' spread: enough
 #: for two new words to differ, small enough that each starts as an ordinary, average word.
 UNREAD_ROW_NOISE = 0.1

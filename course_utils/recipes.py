@@ -1,7 +1,7 @@
 """How every model the course caches is built, in one table: its parent, its texts, its steps and learning rate.
 
     tokenizer (05) ──► general BERT (06) ──► DAPT / replay / TAPT BERT (07)
-                                             DAPT BERT ──► teacher (08's best classifier; 11, 12)
+                                             DAPT BERT ──► teacher (08's full fine-tuning; 11, 12)
 
 "How is the DAPT BERT built?" is answered by ``RECIPES["dapt_bert"]``. ``course_utils.artifacts``
 builds and caches each entry from its recipe, and derives the entry's cache key from the recipe
@@ -22,6 +22,9 @@ from course_utils.profiles import Profile
 TOKENIZER_DOMAINS = ("general", "clinical", "finance", "legal")
 #: Peak learning rate of the general BERT's pretraining.
 GENERAL_BERT_LR = 2e-3
+#: How often the general BERT's loss on held-out general documents is recorded during pretraining,
+#: and on how many documents (notebook 06 plots it beside the training loss).
+GENERAL_BERT_EVALUATIONS, GENERAL_BERT_VALID_TEXTS = 10, 64
 #: Peak learning rate of continued pretraining: half the general BERT's, because the model is already
 #: trained and large steps would erase more of what it knows than the new text requires.
 CONTINUED_LR = 1e-3
@@ -61,7 +64,7 @@ class Recipe:
     warmup_ratio: float | None = None  # share of the steps spent warming up
     salient_masking: bool = False  # entity-aware masking: the scope's knowledge words are masked more often
     replay_ratio: float = 0.0  # share of every batch taken from general text
-    evaluations: int = 0  # pseudo-perplexity evaluations recorded along the run
+    evaluations: int = 0  # evaluations recorded along the run (held-out loss or pseudo-perplexities)
     min_steps: int = 0  # fewest optimiser steps (fine-tuning on few examples)
     warm_start_head: bool = False  # the classifier's head starts as a linear probe (LP-FT)
     pooling: str | None = None  # how a classifier pools token vectors
@@ -108,6 +111,7 @@ RECIPES: dict[str, Recipe] = {
             lr=GENERAL_BERT_LR,
             warmup_ratio=0.1,
             salient_masking=True,
+            evaluations=GENERAL_BERT_EVALUATIONS,
         ),
         Recipe(
             name="dapt_bert",

@@ -190,3 +190,24 @@ def test_the_loss_on_chosen_rows_equals_the_models_own_loss(tokenizer, batch):
     loss, count = masked_lm_loss(model, {"input_ids": inputs, "attention_mask": attention, "labels": labels})
     assert torch.allclose(loss, expected, atol=1e-5)
     assert count == int((labels != IGNORE_INDEX).sum())
+
+
+def test_the_held_out_loss_scores_fixed_positions_and_leaves_out_tokens_never_read(tokenizer):
+    """Two evaluations of one model agree exactly; a held-out token outside the softmax does not make it infinite."""
+    from course_utils.mlm import heldout_mlm_loss
+
+    read = occurring_token_ids(tokenizer(TEXTS[:3])["input_ids"], len(tokenizer))  # the teacher sentences stay unread
+    held_out = TEXTS[:5] * 4
+    evaluate = heldout_mlm_loss(tokenizer, held_out, max_length=32, readable=read, mlm_probability=0.5, seed=0)
+    model = _tiny_model(tokenizer).eval()
+    with torch.no_grad():
+        first, second = evaluate(model)["valid_loss"], evaluate(model)["valid_loss"]
+    assert first == second and 0 < first < 20, first
+    unrestricted = heldout_mlm_loss(tokenizer, held_out, max_length=32, mlm_probability=0.5, seed=0)
+    with torch.no_grad():
+        assert unrestricted(model)["valid_loss"] != first  # the unread targets count there
+    history = train_mlm(
+        model, tokenizer, TEXTS[:3], steps=40, batch_size=8, lr=3e-3, progress=False, eval_every=20, eval_fn=evaluate
+    )
+    losses = [h["valid_loss"] for h in history if "valid_loss" in h]
+    assert len(losses) == 2 and losses[-1] < first, (first, losses)
