@@ -96,6 +96,13 @@ def occurring_token_ids(sequences: Sequence[Sequence[int]], vocab_size: int) -> 
     return seen
 
 
+def readable_replacement_ids(readable: torch.Tensor, tokenizer: PreTrainedTokenizerBase) -> torch.Tensor:
+    """The ids ``mask_tokens`` may swap in at random under a restricted softmax: the ordinary tokens a run reads."""
+    ordinary = readable.clone()
+    ordinary[tokenizer.all_special_ids] = False
+    return ordinary.nonzero().flatten()
+
+
 def encode_texts(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int) -> list[list[int]]:
     """Token ids of each text with [CLS] ... [SEP], cut to ``max_length`` (padding comes per batch)."""
     return tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
@@ -232,9 +239,7 @@ def train_mlm(
     readable = occurring_token_ids(main_ids + mix_ids, vocab_size) if restrict_softmax else None  # (vocab,)
     replacements = None
     if readable is not None:  # random replacements come from the same words, so no unread row is ever input
-        ordinary = readable.clone()
-        ordinary[tokenizer.all_special_ids] = False
-        replacements = ordinary.nonzero().flatten().to(device)
+        replacements = readable_replacement_ids(readable, tokenizer).to(device)
         readable = readable.to(device)
     salient = salient_token_ids(tokenizer, salient_words).to(device) if salient_words else None
     main_order = _shuffled_forever(len(main_ids), generator) if main_ids else None
@@ -298,11 +303,7 @@ def heldout_mlm_loss(
     generator = torch.Generator().manual_seed(seed)
     encoded = encode_texts(tokenizer, texts, max_length)
     salient = salient_token_ids(tokenizer, salient_words) if salient_words else None
-    replacements = None
-    if readable is not None:
-        ordinary = readable.clone()
-        ordinary[tokenizer.all_special_ids] = False
-        replacements = ordinary.nonzero().flatten()
+    replacements = readable_replacement_ids(readable, tokenizer) if readable is not None else None
     batches = []
     for start in range(0, len(encoded), batch_size):
         ids, attention = pad_batch(encoded[start : start + batch_size], tokenizer.pad_token_id)
