@@ -32,7 +32,7 @@ from course_utils.classifier import (
     predict_logits,
     save_classifier,
 )
-from course_utils.data import corpus_texts, evaluation_texts, load_task, task_domain, task_texts
+from course_utils.data import corpus_texts, counterexamples, evaluation_texts, load_task, task_domain, task_texts
 from course_utils.distillation import distill, random_student, student_config
 from course_utils.domain_pretraining import continue_pretraining, pppl_eval_fn
 from course_utils.env import course_device
@@ -94,6 +94,12 @@ BUILDER_CODE = {
         "course_utils.finetuning",
         "course_utils.strategies",
     ),
+    "classifier_dapt_counterexamples": (
+        "course_utils.data",
+        "course_utils.env",
+        "course_utils.finetuning",
+        "course_utils.strategies",
+    ),
     "student": ("course_utils.data", "course_utils.distillation", "course_utils.env", "course_utils.finetuning"),
 }
 #: What each entry is called in the line that says whether it was loaded or built.
@@ -108,6 +114,7 @@ DESCRIBE = {
     "classifier_general": "the {scope} classifier from the general BERT",
     "classifier_dapt_head_only": "the {scope} classifier, DAPT BERT, head only",
     "classifier_dapt_lora": "the {scope} classifier, DAPT BERT, LoRA",
+    "classifier_dapt_counterexamples": "the {scope} classifier, DAPT BERT, with counterexamples",
     "student": "the {scope} distilled student",
 }
 #: What each continued-pretraining run's progress bar says.
@@ -290,10 +297,13 @@ def build_classifier(
     progress: bool = True,
 ) -> None:
     """Fine-tune ``recipe.parent`` (random weights when it is the tokenizer) on every labeled note of task
-    ``scope`` with ``recipe.strategy``: the teacher (notebook 08's full fine-tuning run) and the classifiers of 12."""
+    ``scope`` with ``recipe.strategy``: the teacher (notebook 08's full fine-tuning run) and the classifiers of 12–15."""
     tokenizer = parent("tokenizer")
     data = load_task(scope, p, seed)
     train = encode_split(tokenizer, data["train"]["text"], data["train"]["label"], p.max_seq_len)
+    if recipe.counterexamples:  # as many as there are labeled notes, from training entities only
+        extra = counterexamples(scope, p.task_train, seed)
+        train = EncodedSplit.concat(train, encode_split(tokenizer, extra["text"], extra["label"], p.max_seq_len))
     names = data["train"].features["label"].names
     source = new_bert(p, tokenizer, seed) if recipe.parent == "tokenizer" else parent(recipe.parent)
     model = apply_strategy(classifier_from(source, len(names), pooling=recipe.pooling, seed=seed), recipe.strategy)
@@ -304,7 +314,7 @@ def build_classifier(
         model,
         train,
         lr=recipe.lr,
-        epochs=p.finetune_epochs if recipe.epochs is None else recipe.epochs,
+        epochs=recipe.epoch_factor * p.finetune_epochs if recipe.epochs is None else recipe.epochs,
         batch_size=p.batch_size,
         min_steps=recipe.min_steps,
         warmup_ratio=recipe.warmup_ratio,
@@ -481,19 +491,20 @@ def get_tapt_bert_history(profile: str | Profile, seed: int = 0, task: str = "cl
 def get_teacher(
     profile: str | Profile, seed: int = 0, task: str = "clinical", *, verbose: bool = True
 ) -> SequenceClassifier:
-    """The DAPT BERT fully fine-tuned on every labeled note of ``task`` (notebook 08's full fine-tuning row), in eval mode (11, 12)."""
+    """The DAPT BERT fully fine-tuned on every labeled note of ``task`` (notebook 08's full fine-tuning row), in eval mode (11–15)."""
     return get("teacher", profile, seed, task, verbose=verbose)
 
 
 def get_classifier(
     start: str, profile: str | Profile, seed: int = 0, task: str = "clinical", *, verbose: bool = True
 ) -> SequenceClassifier:
-    """A classifier of the evaluation notebook: ``start`` is ``random``, ``general``, ``dapt_head_only`` or ``dapt_lora``."""
+    """A classifier of the evaluation notebooks (12–15): ``start`` is ``random``, ``general``, ``dapt_head_only``,
+    ``dapt_lora`` or ``dapt_counterexamples``."""
     return get(f"classifier_{start}", profile, seed, task, verbose=verbose)
 
 
 def get_student(
     profile: str | Profile, seed: int = 0, task: str = "clinical", *, verbose: bool = True
 ) -> SequenceClassifier:
-    """The teacher distilled into a student a quarter of its width, with teacher-labeled corpus text (11, 12)."""
+    """The teacher distilled into a student a quarter of its width, with teacher-labeled corpus text (11–15)."""
     return get("student", profile, seed, task, verbose=verbose)

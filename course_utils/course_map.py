@@ -89,9 +89,9 @@ COURSE_MAP: tuple[Chapter, ...] = (
         needs=("dapt_bert",),
     ),
     Chapter(
-        "12_domain_evaluation.ipynb",
-        "Domain evaluation",
-        "metrics, calibration, challenge sets, seeds and spread, the report card",
+        "12_metrics_and_uncertainty.ipynb",
+        "Metrics and uncertainty",
+        "P/R/F1 and the confusion matrix under imbalance, bootstrap intervals, seeds, paired tests",
         builds=(
             "classifier_random",
             "classifier_general",
@@ -99,6 +99,32 @@ COURSE_MAP: tuple[Chapter, ...] = (
             "classifier_dapt_lora",
             "student",
         ),  # fmt: skip
-        needs=("general_bert", "dapt_bert", "replay_bert", "teacher"),
+        needs=("general_bert", "dapt_bert", "teacher"),
+    ),
+    Chapter(
+        "13_calibration.ipynb",
+        "Calibration",
+        "reliability diagrams, expected calibration error, temperature scaling",
+        needs=(
+            "classifier_random",
+            "classifier_general",
+            "classifier_dapt_head_only",
+            "classifier_dapt_lora",
+            "teacher",
+            "student",
+        ),  # fmt: skip
+    ),
+    Chapter(
+        "14_robustness.ipynb",
+        "Robustness",
+        "challenge sets, counterexamples, the cross-domain matrix, language models per domain",
+        builds=("classifier_dapt_counterexamples",),
+        needs=("general_bert", "dapt_bert", "replay_bert", "teacher", "student"),
+    ),
+    Chapter(
+        "15_interpretability_and_report_card.ipynb",
+        "Interpretability and the report card",
+        "attention maps, input × gradient, confident mistakes against clean labels, the report card",
+        needs=("teacher", "student", "classifier_dapt_counterexamples"),
     ),
 )

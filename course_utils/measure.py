@@ -3,7 +3,7 @@
 ``measure()`` wraps a block of code. Peak memory is the process's resident set size (RSS),
 sampled in a background thread, because PyTorch's CPU allocations are invisible to Python's
 ``tracemalloc``; on a CUDA device the allocator's own peak is reported as well. ``benchmark`` gives
-a classifier's size, latency and throughput, measured one way for every table (11, 12).
+a classifier's size, latency and throughput, measured one way for every table (11, 15).
 """
 
 from __future__ import annotations

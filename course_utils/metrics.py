@@ -1,6 +1,6 @@
 """Classification metrics, their uncertainty and calibration: one implementation for every notebook and report.
 
-Notebook 12 derives each from scratch and checks it against this module (and scikit-learn, SciPy):
+Notebooks 12 and 13 derive each from scratch and checks it against this module (and scikit-learn, SciPy):
 precision, recall and F1 per label from the confusion matrix; bootstrap intervals by resampling
 the evaluated notes; McNemar's exact test and a paired bootstrap for two models scored on the same
 notes; the expected calibration error (ECE) and temperature scaling (Guo et al., 2017).

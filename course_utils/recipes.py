@@ -1,7 +1,8 @@
 """How every model the course caches is built, in one table: its parent, its texts, its steps and learning rate.
 
     tokenizer (05) ──► general BERT (06) ──► DAPT / replay / TAPT BERT (07)
-                                             DAPT BERT ──► teacher (08's full fine-tuning; 11, 12)
+                                             DAPT BERT ──► teacher (08's full fine-tuning; 11–15)
+                                             and the classifiers that notebooks 12–15 evaluate
 
 "How is the DAPT BERT built?" is answered by ``RECIPES["dapt_bert"]``. ``course_utils.artifacts``
 builds and caches each entry from its recipe, and derives the entry's cache key from the recipe
@@ -70,6 +71,8 @@ class Recipe:
     pooling: str | None = None  # how a classifier pools token vectors
     strategy: str | None = None  # which weights of a classifier train (course_utils.strategies)
     epochs: int | None = None  # passes over the labeled notes (None: the profile's finetune_epochs)
+    epoch_factor: int = 1  # multiplies the profile's finetune_epochs (harder data needs more passes)
+    counterexamples: bool = False  # as many counterexamples as labeled notes are added (notebook 14)
     width_share: float = 1.0  # a student's width as a share of the profile's hidden size
     unlabeled_share: float = 0.0  # teacher-labeled corpus texts added to a student's data, per labeled note
 
@@ -205,6 +208,22 @@ RECIPES: dict[str, Recipe] = {
             min_steps=FINETUNE_MIN_STEPS,
             pooling="mean",
             strategy="lora",
+        ),
+        # The DAPT BERT fully fine-tuned on the labeled notes plus as many counterexamples (notes that
+        # affirm one cue and deny one of another label), for three times the epochs: the data that
+        # notebook 14's negation challenge set asks for.
+        Recipe(
+            name="classifier_dapt_counterexamples",
+            parent="dapt_bert",
+            texts="task:{scope} (labeled) + counterexamples:{scope}",
+            profile_fields=_CLASSIFIER_FIELDS,
+            lr=FINETUNE_LR,
+            warmup_ratio=0.1,
+            min_steps=FINETUNE_MIN_STEPS,
+            pooling="mean",
+            strategy="full",
+            epoch_factor=3,
+            counterexamples=True,
         ),
         # A student a quarter of the teacher's width, distilled on the labeled notes and 2.5 times as
         # many corpus texts, all labeled by the teacher's soft targets (notebook 11's best mode).

@@ -25,6 +25,16 @@ def one_thread():
 
 
 @pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    """An empty artifact cache for one test, on one thread (tiny models run fastest on one)."""
+    monkeypatch.setenv("COURSE_ARTIFACTS", str(tmp_path))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield tmp_path
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def package_copy(tmp_path: Path) -> Path:
     """A copy of the course_utils sources that a test may edit: the folder that holds it."""
     shutil.copytree(REPO_ROOT / "course_utils", tmp_path / "course_utils", ignore=shutil.ignore_patterns("__pycache__"))

@@ -4,34 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny import TINY_PROFILE as TINY
 
 from course_utils import artifacts, cache
 from course_utils.cache import ArtifactCache
 from course_utils.env import course_device
 from course_utils.profiles import get_profile
 from course_utils.recipes import PROFILE_FIELDS, RECIPES, restricted
-
-TINY = get_profile(
-    "fast",
-    corpus_sentences=200,
-    vocab_size=300,
-    hidden_size=32,
-    num_layers=1,
-    num_heads=2,
-    intermediate_size=64,
-    max_seq_len=32,
-    batch_size=8,
-    pretrain_steps=5,
-)
-
-
-@pytest.fixture
-def cache_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("COURSE_ARTIFACTS", str(tmp_path))
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield tmp_path
-    torch.set_num_threads(before)
 
 
 def test_builds_then_loads_from_the_cache(cache_dir, capsys):

@@ -342,7 +342,6 @@ MAX_CODE_LINES, MAX_CELL_LINES = 400, 40  # COURSE.md §3: about 400 code lines,
 OVER_THE_RULES = {  # notebooks that still teach several ideas and wait for their split (course map, COURSE.md §3)
     "02_attention_from_scratch.ipynb",
     "11_knowledge_distillation.ipynb",
-    "12_domain_evaluation.ipynb",
 }
 
 
